@@ -1,0 +1,90 @@
+// Package embedded runs FerretDB, a MongoDB-compatible server on SQLite files, inside the Known
+// process: the default store for development and small installs.
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/rs/zerolog"
+)
+
+// Server is a running embedded FerretDB.
+type Server struct {
+	uri    string
+	addr   string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start starts FerretDB keeping its SQLite files in dir, listening on addr (host:port; port 0
+// picks a free one). FerretDB's own logging goes to log at warn level and above.
+func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if _, port, _ := net.SplitHostPort(addr); port == "0" {
+		// FerretDB cannot report the port it picked before Run, so pick one here.
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		addr = l.Addr().String()
+		l.Close()
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+		Logger:    slog.New(&slogHandler{log: log.With().Str("component", "ferretdb").Logger()}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{addr: addr, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		_ = f.Run(ctx)
+	}()
+	s.uri = "mongodb://" + addr + "/"
+	// Wait until it accepts connections, so that callers may connect at once.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("embedded store: not listening on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// URI is the MongoDB connection string of the server.
+func (s *Server) URI() string { return s.uri }
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.addr }
+
+// Stop stops the server and closes its files; it returns once they are closed.
+func (s *Server) Stop() {
+	s.cancel()
+	<-s.done
+}

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/knownhq/known"
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+type projectDoc struct {
+	ID                  string    `bson:"_id"`
+	Name                string    `bson:"name"`
+	RequireVerification bool      `bson:"requireVerification"`
+	StageMode           string    `bson:"stageMode"`
+	AllowedOrigins      []string  `bson:"allowedOrigins"`
+	IdentitySecrets     []sealed  `bson:"identitySecrets"`
+	CreatedAt           time.Time `bson:"createdAt"`
+	UpdatedAt           time.Time `bson:"updatedAt"`
+}
+
+// sealed is a secret stored encrypted, with the time after which it no longer verifies
+// (nil while it is the current one).
+type sealed struct {
+	Value     string     `bson:"value"`
+	CreatedAt time.Time  `bson:"createdAt"`
+	ExpiresAt *time.Time `bson:"expiresAt,omitempty"`
+}
+
+// keyDoc maps the SHA-256 of a secret key to its project; its _id is the hash, so that
+// authenticating a request is one lookup by _id.
+type keyDoc struct {
+	ID        string    `bson:"_id"`
+	ProjectID string    `bson:"projectId"`
+	CreatedAt time.Time `bson:"createdAt"`
+}
+
+func (d *projectDoc) project() *known.Project {
+	return &known.Project{
+		ID:                  known.ProjectID(d.ID),
+		Name:                d.Name,
+		RequireVerification: d.RequireVerification,
+		StageMode:           known.StageMode(d.StageMode),
+		AllowedOrigins:      nonNil(d.AllowedOrigins),
+		CreatedAt:           d.CreatedAt,
+		UpdatedAt:           d.UpdatedAt,
+	}
+}
+
+// CreateProject stores a new project with the hash of its secret key and its sealed identity
+// secret.
+func (s *Store) CreateProject(ctx context.Context, p *known.Project, keyHash, sealedIdentitySecret string) error {
+	doc := projectDoc{
+		ID:                  string(p.ID),
+		Name:                p.Name,
+		RequireVerification: p.RequireVerification,
+		StageMode:           string(p.StageMode),
+		AllowedOrigins:      nonNil(p.AllowedOrigins),
+		IdentitySecrets:     []sealed{{Value: sealedIdentitySecret, CreatedAt: p.CreatedAt}},
+		CreatedAt:           p.CreatedAt,
+		UpdatedAt:           p.UpdatedAt,
+	}
+	if _, err := s.projects.InsertOne(ctx, doc); err != nil {
+		return fmt.Errorf("store: creating project: %w", err)
+	}
+	if _, err := s.projectKeys.InsertOne(ctx, keyDoc{ID: keyHash, ProjectID: doc.ID, CreatedAt: p.CreatedAt}); err != nil {
+		// Without its key the project is unreachable: take it back.
+		_, _ = s.projects.DeleteOne(context.WithoutCancel(ctx), bson.M{"_id": doc.ID})
+		return fmt.Errorf("store: creating project key: %w", err)
+	}
+	return nil
+}
+
+// ProjectIDByKeyHash returns the project that owns the secret key with this hash.
+// It returns NotFound when no project does.
+func (s *Store) ProjectIDByKeyHash(ctx context.Context, hash string) (known.ProjectID, error) {
+	var d keyDoc
+	if err := s.projectKeys.FindOne(ctx, bson.M{"_id": hash}).Decode(&d); err != nil {
+		if isNoDocuments(err) {
+			return "", notFound("key")
+		}
+		return "", fmt.Errorf("store: finding key: %w", err)
+	}
+	return known.ProjectID(d.ProjectID), nil
+}
+
+// Project returns the project with this id, or NotFound.
+func (s *Store) Project(ctx context.Context, id known.ProjectID) (*known.Project, error) {
+	var d projectDoc
+	if err := s.projects.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
+		if isNoDocuments(err) {
+			return nil, notFound("project")
+		}
+		return nil, fmt.Errorf("store: finding project: %w", err)
+	}
+	return d.project(), nil
+}
+
+// ProjectCount returns how many projects exist, counting at most limit.
+func (s *Store) ProjectCount(ctx context.Context, limit int64) (int64, error) {
+	n, err := s.projects.CountDocuments(ctx, bson.M{}, optsLimit(limit))
+	if err != nil {
+		return 0, fmt.Errorf("store: counting projects: %w", err)
+	}
+	return n, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

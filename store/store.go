@@ -1,0 +1,173 @@
+// Package store keeps Known's data in MongoDB (or the embedded FerretDB). It writes only what
+// both support: no multi-document transactions, no $lookup, no TTL or partial indexes. Unique
+// identities (a user's externalId, email, phone) are claimed as documents whose _id is the
+// normalized key, and hot paths find documents by _id, the one filter the embedded store serves
+// from an index.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/store/embedded"
+	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Config says which database to use.
+type Config struct {
+	// URI of a MongoDB deployment; empty starts the embedded store in DataDir.
+	URI string
+	// DataDir holds the embedded store's files.
+	DataDir string
+	// Database is the database name; empty means "known".
+	Database string
+	// Monitor, when set, observes every command sent (metrics, tests that count round trips).
+	Monitor *event.CommandMonitor
+	// ConnectTimeout bounds the first connection; zero means 10 s.
+	ConnectTimeout time.Duration
+	Log            zerolog.Logger
+}
+
+// Store is a connection to Known's database.
+type Store struct {
+	client   *mongo.Client
+	db       *mongo.Database
+	embedded *embedded.Server
+
+	projects      *mongo.Collection
+	projectKeys   *mongo.Collection
+	users         *mongo.Collection
+	identityKeys  *mongo.Collection
+	organizations *mongo.Collection
+	companies     *mongo.Collection
+	conversations *mongo.Collection
+	messages      *mongo.Collection
+	events        *mongo.Collection
+}
+
+// Open connects to the database (starting the embedded one when cfg.URI is empty), checks that
+// it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
+// be reached.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s := &Store{}
+	uri := cfg.URI
+	if uri == "" {
+		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
+		if err != nil {
+			return nil, err
+		}
+		s.embedded = srv
+		uri = srv.URI()
+	}
+	timeout := cfg.ConnectTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	opts := options.Client().ApplyURI(uri).
+		SetServerSelectionTimeout(timeout).
+		SetConnectTimeout(timeout).
+		SetAppName("known")
+	if cfg.Monitor != nil {
+		opts.SetMonitor(cfg.Monitor)
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		s.stopEmbedded()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.client = client
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := client.Ping(pctx, nil); err != nil {
+		_ = s.Close(context.Background())
+		return nil, fmt.Errorf("store: database not reachable: %w", err)
+	}
+	name := cfg.Database
+	if name == "" {
+		name = "known"
+	}
+	s.db = client.Database(name)
+	s.projects = s.db.Collection("projects")
+	s.projectKeys = s.db.Collection("project_keys")
+	s.users = s.db.Collection("users")
+	s.identityKeys = s.db.Collection("identity_keys")
+	s.organizations = s.db.Collection("organizations")
+	s.companies = s.db.Collection("companies")
+	s.conversations = s.db.Collection("conversations")
+	s.messages = s.db.Collection("messages")
+	s.events = s.db.Collection("events")
+	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel2()
+	if err := s.createIndexes(ictx); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// Embedded reports whether the store runs the embedded database.
+func (s *Store) Embedded() bool { return s.embedded != nil }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.client.Ping(ctx, nil)
+}
+
+// Close disconnects, then stops the embedded database if there is one.
+func (s *Store) Close(ctx context.Context) error {
+	var err error
+	if s.client != nil {
+		err = s.client.Disconnect(ctx)
+	}
+	s.stopEmbedded()
+	return err
+}
+
+func (s *Store) stopEmbedded() {
+	if s.embedded != nil {
+		s.embedded.Stop()
+		s.embedded = nil
+	}
+}
+
+// createIndexes makes the indexes that serve list and foreign-key queries on MongoDB; the
+// embedded store accepts them too. Creating an index that exists is a no-op, so this runs at
+// every start.
+func (s *Store) createIndexes(ctx context.Context) error {
+	byProjectNewest := mongo.IndexModel{Keys: bson.D{{Key: "projectId", Value: 1}, {Key: "_id", Value: -1}}}
+	specs := map[*mongo.Collection][]mongo.IndexModel{
+		s.users:         {byProjectNewest},
+		s.identityKeys:  {{Keys: bson.D{{Key: "userId", Value: 1}}}},
+		s.organizations: {byProjectNewest},
+		s.companies:     {byProjectNewest},
+		s.conversations: {byProjectNewest, {Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}}},
+		s.messages:      {{Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
+		s.events: {
+			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
+			{Keys: bson.D{{Key: "companyId", Value: 1}, {Key: "_id", Value: -1}}},
+		},
+	}
+	for coll, models := range specs {
+		if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
+			return fmt.Errorf("store: creating indexes on %s: %w", coll.Name(), err)
+		}
+	}
+	return nil
+}
+
+// NewID returns a new document id: unique, and ordered by creation time, so that sorting by
+// _id lists newest first.
+func NewID() string { return bson.NewObjectID().Hex() }
+
+// notFound is the error for an object that does not exist or belongs to another project:
+// the two must look the same to the caller.
+func notFound(what string) error { return known.Errorf(known.NotFound, "%s not found", what) }
+
+func isNoDocuments(err error) bool { return errors.Is(err, mongo.ErrNoDocuments) }
