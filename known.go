@@ -92,16 +92,128 @@ func (u *User) Anonymous() bool {
 	return u.ExternalID == nil && u.Email == nil && u.PhoneNumber == nil
 }
 
+// Organization is a group of users sent by setUser (seed 003), named by the customer's own id.
+type Organization struct {
+	ID         OrganizationID
+	ProjectID  ProjectID
+	ExternalID string
+	Name       string
+	Attrs      map[string]any
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Company is a CRM account linked to users by identify (seed 002), named by the customer's own id.
+type Company struct {
+	ID         CompanyID
+	ProjectID  ProjectID
+	ExternalID string
+	Name       *string
+	Stage      *string
+	Metadata   map[string]any
+	Deal       *Deal
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// DealStatus is where a deal stands.
+type DealStatus string
+
+// Deal statuses.
+const (
+	DealOpen DealStatus = "OPEN"
+	DealWon  DealStatus = "WON"
+	DealLost DealStatus = "LOST"
+)
+
+// Deal is the one open deal a company has (seed 002 setDeal).
+type Deal struct {
+	Name      *string
+	Amount    *float64
+	Currency  *string
+	Stage     *string
+	Status    *DealStatus
+	UpdatedAt time.Time
+}
+
+// Event is a point-in-time milestone sent by track (seed 002).
+type Event struct {
+	ID         EventID
+	ProjectID  ProjectID
+	UserID     *UserID
+	CompanyID  *CompanyID
+	Name       string
+	Properties map[string]any
+	OccurredAt time.Time
+	CreatedAt  time.Time
+}
+
+// ConversationStatus is whether a conversation is open.
+type ConversationStatus string
+
+// Conversation statuses.
+const (
+	ConversationOpen   ConversationStatus = "OPEN"
+	ConversationClosed ConversationStatus = "CLOSED"
+)
+
 // Conversation is a thread between one visitor (and its user, once known) and the agents.
 type Conversation struct {
 	ID        ConversationID
 	ProjectID ProjectID
 	UserID    *UserID
 	VisitorID VisitorID
-	Status    string
+	Status    ConversationStatus
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
+
+// Author says who wrote a message.
+type Author string
+
+// Authors.
+const (
+	AuthorVisitor Author = "VISITOR"
+	AuthorAgent   Author = "AGENT"
+)
+
+// Message is one message of a conversation. Verified records whether the visitor's session was
+// verified when it was sent: the inbox's badge.
+type Message struct {
+	ID             MessageID
+	ProjectID      ProjectID
+	ConversationID ConversationID
+	Body           string
+	Author         Author
+	Verified       bool
+	CreatedAt      time.Time
+}
+
+// Node is an object with a global id (the GraphQL Node interface).
+type Node interface {
+	GlobalID() string
+}
+
+// GlobalID returns the project's global id.
+func (p *Project) GlobalID() string { return GlobalID(KindProject, string(p.ID)) }
+
+// GlobalID returns the user's global id.
+func (u *User) GlobalID() string { return GlobalID(KindUser, string(u.ID)) }
+
+// GlobalID returns the organization's global id.
+func (o *Organization) GlobalID() string { return GlobalID(KindOrganization, string(o.ID)) }
+
+// GlobalID returns the company's global id.
+func (c *Company) GlobalID() string { return GlobalID(KindCompany, string(c.ID)) }
+
+// GlobalID returns the event's global id.
+func (e *Event) GlobalID() string { return GlobalID(KindEvent, string(e.ID)) }
+
+// GlobalID returns the conversation's global id.
+func (c *Conversation) GlobalID() string { return GlobalID(KindConversation, string(c.ID)) }
+
+// GlobalID returns the message's global id.
+func (m *Message) GlobalID() string { return GlobalID(KindMessage, string(m.ID)) }
 
 // Page asks for one page of a list: at most First items after the cursor After ("" for the
 // first page). Lists are newest first.

@@ -73,7 +73,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	opts := options.Client().ApplyURI(uri).
 		SetServerSelectionTimeout(timeout).
 		SetConnectTimeout(timeout).
-		SetAppName("known")
+		SetAppName("known").
+		// Nested documents (metadata) decode as maps, which marshal to JSON objects.
+		SetBSONOptions(&options.BSONOptions{DefaultDocumentM: true})
 	if cfg.Monitor != nil {
 		opts.SetMonitor(cfg.Monitor)
 	}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// config is Known's configuration: API.md §6. Each setting is an environment variable, and a
+// flag of the same meaning, which wins when both are given.
+type config struct {
+	Addr                 string
+	MongoDBURI           string
+	Database             string
+	DataDir              string
+	AdminToken           string
+	Secret               string
+	AllowPrivateNetworks bool
+	ProfileMaxAge        time.Duration
+	ProfileConcurrency   int
+	WidgetRateLimit      float64
+	LogLevel             string
+	ShutdownTimeout      time.Duration
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var c config
+	var maxAge, shutdown, allowPrivate, concurrency, rate string
+	fs := flag.NewFlagSet("known", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", env("KNOWN_ADDR", "127.0.0.1:8080"), "listen address (KNOWN_ADDR)")
+	fs.StringVar(&c.MongoDBURI, "mongodb-uri", env("KNOWN_MONGODB_URI", ""), "MongoDB deployment; empty starts the embedded store (KNOWN_MONGODB_URI)")
+	fs.StringVar(&c.Database, "database", env("KNOWN_DATABASE", "known"), "database name (KNOWN_DATABASE)")
+	fs.StringVar(&c.DataDir, "data-dir", env("KNOWN_DATA_DIR", "./data"), "where the embedded store keeps its files (KNOWN_DATA_DIR)")
+	fs.StringVar(&c.AdminToken, "admin-token", env("KNOWN_ADMIN_TOKEN", ""), "operator token that enables createProject (KNOWN_ADMIN_TOKEN)")
+	fs.StringVar(&c.Secret, "secret", env("KNOWN_SECRET", ""), "signs widget sessions and encrypts stored secrets (KNOWN_SECRET)")
+	fs.StringVar(&allowPrivate, "allow-private-networks", env("KNOWN_ALLOW_PRIVATE_NETWORKS", "false"), "let the user-data endpoint be on a private address (KNOWN_ALLOW_PRIVATE_NETWORKS)")
+	fs.StringVar(&maxAge, "profile-max-age", env("KNOWN_PROFILE_MAX_AGE", "5m"), "refetch external profiles older than this (KNOWN_PROFILE_MAX_AGE)")
+	fs.StringVar(&concurrency, "profile-concurrency", env("KNOWN_PROFILE_CONCURRENCY", "8"), "external profile fetches at once per project (KNOWN_PROFILE_CONCURRENCY)")
+	fs.StringVar(&rate, "widget-rate-limit", env("KNOWN_WIDGET_RATE_LIMIT", "10"), "widget calls per second per app id and client IP; 0 is off (KNOWN_WIDGET_RATE_LIMIT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("KNOWN_LOG_LEVEL", "info"), "debug, info, warn or error (KNOWN_LOG_LEVEL)")
+	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var err error
+	if c.AllowPrivateNetworks, err = strconv.ParseBool(allowPrivate); err != nil {
+		return c, fmt.Errorf("KNOWN_ALLOW_PRIVATE_NETWORKS: %q is not true or false", allowPrivate)
+	}
+	if c.ProfileMaxAge, err = time.ParseDuration(maxAge); err != nil || c.ProfileMaxAge < 0 {
+		return c, fmt.Errorf("KNOWN_PROFILE_MAX_AGE: %q is not a duration like 5m", maxAge)
+	}
+	if c.ShutdownTimeout, err = time.ParseDuration(shutdown); err != nil || c.ShutdownTimeout <= 0 {
+		return c, fmt.Errorf("KNOWN_SHUTDOWN_TIMEOUT: %q is not a duration like 20s", shutdown)
+	}
+	if c.ProfileConcurrency, err = strconv.Atoi(concurrency); err != nil || c.ProfileConcurrency < 1 {
+		return c, fmt.Errorf("KNOWN_PROFILE_CONCURRENCY: %q is not a whole number of at least 1", concurrency)
+	}
+	if c.WidgetRateLimit, err = strconv.ParseFloat(rate, 64); err != nil || c.WidgetRateLimit < 0 {
+		return c, fmt.Errorf("KNOWN_WIDGET_RATE_LIMIT: %q is not a number of at least 0", rate)
+	}
+	if c.MongoDBURI != "" && c.Secret == "" {
+		return c, fmt.Errorf("KNOWN_SECRET is required with KNOWN_MONGODB_URI, so that every instance signs and encrypts alike")
+	}
+	return c, nil
+}

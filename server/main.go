@@ -1,0 +1,20 @@
+// Command server runs Known: `go run ./server`. Configuration comes from environment variables
+// (API.md §6), mirrored by flags; see config.go.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "known:", err)
+		os.Exit(1)
+	}
+}

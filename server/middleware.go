@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/secret"
+	"github.com/knownhq/known/service"
+	"github.com/rs/zerolog"
+)
+
+// maxBody is the largest request body accepted (API.md §7).
+const maxBody = 1 << 20
+
+// requestInfo gathers what the request's log line reports, as the request runs.
+type requestInfo struct {
+	id string
+
+	mu        sync.Mutex
+	operation string
+	project   known.ProjectID
+	errors    []string
+}
+
+func (i *requestInfo) setOperation(op string) {
+	i.mu.Lock()
+	i.operation = op
+	i.mu.Unlock()
+}
+
+func (i *requestInfo) setProject(p known.ProjectID) {
+	i.mu.Lock()
+	i.project = p
+	i.mu.Unlock()
+}
+
+func (i *requestInfo) addError(code string) {
+	i.mu.Lock()
+	if len(i.errors) < 10 {
+		i.errors = append(i.errors, code)
+	}
+	i.mu.Unlock()
+}
+
+type infoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	i, _ := ctx.Value(infoKey{}).(*requestInfo)
+	return i
+}
+
+func requestIDFrom(ctx context.Context) string {
+	if i := infoFrom(ctx); i != nil {
+		return i.id
+	}
+	return ""
+}
+
+var sane = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// logRequests gives each request an id (a sane X-Request-Id from the client, or a new one) and
+// writes one log line when it ends: id, operation, project, status and duration. It never logs
+// headers or bodies, which carry secrets and messages.
+func logRequests(log zerolog.Logger, m *metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !sane.MatchString(id) {
+			id = secret.Random(12)
+		}
+		info := &requestInfo{id: id}
+		w.Header().Set("X-Request-Id", id)
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), infoKey{}, info)))
+		elapsed := time.Since(start)
+
+		info.mu.Lock()
+		defer info.mu.Unlock()
+		graphql := r.URL.Path == "/graphql"
+		if graphql {
+			m.observeRequest(info.operation, elapsed)
+		}
+		ev := log.Debug()
+		switch {
+		case rec.status >= 500:
+			ev = log.Error()
+		case graphql:
+			ev = log.Info()
+		}
+		ev.Str("request_id", id).Str("method", r.Method).Str("path", r.URL.Path).
+			Str("operation", info.operation).Str("project", string(info.project)).
+			Int("status", rec.status).Dur("duration", elapsed).Strs("error_codes", info.errors).
+			Msg("request")
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// limitBody answers 413 to a request body over maxBody and 400 to a POST body that is not
+// JSON, before anything parses it.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB")
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, string(known.BadUserInput), "the request body could not be read")
+			return
+		}
+		if len(body) > maxBody {
+			writeError(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB")
+			return
+		}
+		if r.Method == http.MethodPost && !json.Valid(body) {
+			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the request body is not valid JSON")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authenticate reads the credential (Agent-Secret-Key, or Authorization: Bearer) and puts the
+// caller into the request's context. A bad credential is not refused here: operations that
+// need one refuse it, and public (widget) ones ignore it.
+func authenticate(svc *service.Service, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cred := strings.TrimSpace(r.Header.Get("Agent-Secret-Key"))
+		if cred == "" {
+			auth := r.Header.Get("Authorization")
+			if len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+				cred = strings.TrimSpace(auth[7:])
+			}
+		}
+		caller, err := svc.Authenticate(r.Context(), cred)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, string(known.Internal), "the database is not reachable; try again")
+			return
+		}
+		if info := infoFrom(r.Context()); info != nil {
+			info.setProject(caller.ProjectID)
+		}
+		next.ServeHTTP(w, r.WithContext(known.NewContextWithCaller(r.Context(), caller)))
+	})
+}
+
+// writeError answers with a GraphQL-shaped error for failures before GraphQL runs.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]any{{"message": msg, "extensions": map[string]any{"code": code}}},
+	})
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
+	"github.com/rs/zerolog"
+	"github.com/vektah/gqlparser/v2/formatter"
+)
+
+// newServer returns Known's whole HTTP surface (API.md §2).
+func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics) http.Handler {
+	gql, schema := newGraphQL(log, svc, m)
+	api := limitBody(authenticate(svc, gql))
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /graphql", api)
+	mux.Handle("GET /graphql", api)
+	mux.Handle("GET /{$}", playground.Handler("Known", "/graphql"))
+	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		formatter.NewFormatter(w, formatter.WithComments()).FormatSchema(schema)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := st.Ping(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("database not reachable\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", m.handler())
+	return logRequests(log, m, mux)
+}

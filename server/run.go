@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/knownhq/known/secret"
+	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
+	"github.com/rs/zerolog"
+)
+
+// run starts Known and serves until ctx is done, then drains in-flight requests and closes the
+// store. args[0] is the program name; getenv reads the environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args[1:], getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stdout, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	m := newMetrics()
+
+	master := []byte(cfg.Secret)
+	if cfg.Secret == "" {
+		if master, err = secret.LoadOrCreate(cfg.DataDir); err != nil {
+			return err
+		}
+	} else if len(master) < secret.MinMasterLen {
+		return fmt.Errorf("KNOWN_SECRET must be at least %d bytes long", secret.MinMasterLen)
+	}
+
+	st, err := store.Open(ctx, store.Config{
+		URI:      cfg.MongoDBURI,
+		DataDir:  cfg.DataDir,
+		Database: cfg.Database,
+		Monitor:  m.commandMonitor(),
+		Log:      log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := st.Close(cctx); err != nil {
+			log.Warn().Err(err).Msg("closing the store")
+		}
+	}()
+
+	svc := service.New(st, service.Options{Secret: master, AdminToken: cfg.AdminToken})
+	if st.Embedded() && cfg.AdminToken == "" {
+		demo, err := svc.EnsureDemoProject(ctx)
+		if err != nil {
+			return err
+		}
+		if demo != nil {
+			// Shown once, like every secret key: this is how a first run gets a usable project.
+			log.Info().Str("app_id", string(demo.Project.ID)).Str("secret_key", demo.SecretKey).
+				Msg("created the Demo project; use its secret key as Agent-Secret-Key (it is not shown again)")
+		}
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           newServer(log, svc, st, m),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Bool("embedded_store", st.Embedded()).Msg("Known is listening")
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down: draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+	l, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("KNOWN_LOG_LEVEL: %q is not debug, info, warn or error", level)
+	}
+	return zerolog.New(w).Level(l).With().Timestamp().Logger(), nil
+}

@@ -1,0 +1,222 @@
+package service
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/mail"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/knownhq/known"
+)
+
+// Limits of API.md §7.
+const (
+	MaxString     = 255
+	MaxBody       = 10000
+	MaxJSONKeys   = 50
+	MaxJSONBytes  = 16 << 10
+	MaxJSONDepth  = 5
+	MaxOrgsOfUser = 10
+)
+
+// validator collects every problem of one input, so that a client learns of all of them at once.
+type validator struct{ errs known.Errors }
+
+func path(p ...string) []string { return p }
+
+func (v *validator) add(field []string, code known.Code, format string, args ...any) {
+	v.errs = append(v.errs, known.FieldErrorf(field, code, format, args...))
+}
+
+func (v *validator) err() error { return v.errs.Err() }
+
+func fieldName(field []string) string { return field[len(field)-1] }
+
+// optString trims s and checks its length; a blank string counts as not given (nil).
+func (v *validator) optString(field []string, s *string) *string {
+	if s == nil {
+		return nil
+	}
+	t := strings.TrimSpace(*s)
+	if t == "" {
+		return nil
+	}
+	if n := utf8.RuneCountInString(t); n > MaxString {
+		v.add(field, known.LimitExceeded, "%s is %d characters long; the limit is %d", fieldName(field), n, MaxString)
+		return nil
+	}
+	return &t
+}
+
+// requiredString is optString for a field that must not be blank.
+func (v *validator) requiredString(field []string, s string) string {
+	t := v.optString(field, &s)
+	if t == nil {
+		if len(v.errs) == 0 || !equalPath(v.errs[len(v.errs)-1].Field, field) {
+			v.add(field, known.Invalid, "%s must not be blank", fieldName(field))
+		}
+		return ""
+	}
+	return *t
+}
+
+func equalPath(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// email checks an optional email address and returns it trimmed with its matching key
+// (lowercased: matching is case-insensitive).
+func (v *validator) email(field []string, s *string) (email, key *string) {
+	e := v.optString(field, s)
+	if e == nil {
+		return nil, nil
+	}
+	if !validEmail(*e) {
+		v.add(field, known.Invalid, "%q is not a valid email address", *e)
+		return nil, nil
+	}
+	k := strings.ToLower(*e)
+	return e, &k
+}
+
+func validEmail(e string) bool {
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Name != "" || a.Address != e {
+		return false
+	}
+	at := strings.LastIndexByte(e, '@')
+	domain := e[at+1:]
+	return at > 0 && strings.Contains(domain, ".") && !strings.HasSuffix(domain, ".") &&
+		!strings.HasPrefix(domain, ".") && !strings.Contains(domain, "..")
+}
+
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+
+// phone checks an optional phone number, which must be in E.164 form.
+func (v *validator) phone(field []string, s *string) *string {
+	p := v.optString(field, s)
+	if p == nil {
+		return nil
+	}
+	if !e164.MatchString(*p) {
+		v.add(field, known.Invalid, "%q is not an E.164 phone number (a + then 7 to 15 digits, like +14155550123)", *p)
+		return nil
+	}
+	return p
+}
+
+// jsonObject checks a JSON object against the limits of §7 and returns a copy fit for storage:
+// numbers as int64 or float64, keys usable as MongoDB field names.
+func (v *validator) jsonObject(field []string, m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	name := fieldName(field)
+	if len(m) > MaxJSONKeys {
+		v.add(field, known.LimitExceeded, "%s has %d keys; the limit is %d", name, len(m), MaxJSONKeys)
+		return nil
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		v.add(field, known.Invalid, "%s is not a JSON object", name)
+		return nil
+	}
+	if len(raw) > MaxJSONBytes {
+		v.add(field, known.LimitExceeded, "%s is %d bytes as JSON; the limit is %d", name, len(raw), MaxJSONBytes)
+		return nil
+	}
+	out, err := normalizeJSON(m, 1)
+	if err != nil {
+		v.add(field, known.Invalid, "%s: %v", name, err)
+		return nil
+	}
+	return out.(map[string]any)
+}
+
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+func normalizeJSON(x any, depth int) (any, error) {
+	switch t := x.(type) {
+	case map[string]any:
+		if depth > MaxJSONDepth {
+			return nil, fmt.Errorf("nesting is deeper than %d levels", MaxJSONDepth)
+		}
+		out := make(map[string]any, len(t))
+		for k, val := range t {
+			if k == "" || strings.HasPrefix(k, "$") || strings.Contains(k, ".") || utf8.RuneCountInString(k) > MaxString {
+				return nil, fmt.Errorf("key %q is not allowed: keys are 1 to %d characters, without '.' and not starting with '$'", truncate(k), MaxString)
+			}
+			n, err := normalizeJSON(val, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	case []any:
+		if depth > MaxJSONDepth {
+			return nil, fmt.Errorf("nesting is deeper than %d levels", MaxJSONDepth)
+		}
+		out := make([]any, len(t))
+		for i, val := range t {
+			n, err := normalizeJSON(val, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case string:
+		if utf8.RuneCountInString(t) > MaxString {
+			return nil, fmt.Errorf("a string value is %d characters long; the limit is %d", utf8.RuneCountInString(t), MaxString)
+		}
+		return t, nil
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := t.Float64()
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, fmt.Errorf("%s is not a number Known can store", truncate(string(t)))
+		}
+		return f, nil
+	case int:
+		return int64(t), nil
+	case int64, float64, bool, nil:
+		return t, nil
+	case int32:
+		return int64(t), nil
+	case float32:
+		return float64(t), nil
+	default:
+		return nil, fmt.Errorf("a value of type %T is not JSON", x)
+	}
+}
+
+func truncate(s string) string {
+	if utf8.RuneCountInString(s) <= 40 {
+		return s
+	}
+	return string([]rune(s)[:40]) + "…"
+}
+
+// page checks a page request (first 1–100).
+func checkPage(p known.Page) error {
+	if p.First < 1 || p.First > 100 {
+		return &known.Error{Code: known.BadUserInput, Message: fmt.Sprintf("first must be between 1 and 100, not %d", p.First), Field: []string{"first"}}
+	}
+	return nil
+}
