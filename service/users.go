@@ -58,17 +58,7 @@ func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (*known.Us
 	u.ID = known.UserID(store.NewID())
 	u.CreatedAt, u.UpdatedAt = now, now
 
-	var keys []store.IdentityKey
-	if ext != nil {
-		keys = append(keys, store.IdentityKey{Kind: store.KeyExternalID, Value: *ext})
-	}
-	if emailKey != nil {
-		keys = append(keys, store.IdentityKey{Kind: store.KeyEmail, Value: *emailKey})
-	}
-	if phone != nil {
-		keys = append(keys, store.IdentityKey{Kind: store.KeyPhone, Value: *phone})
-	}
-	if err := s.store.CreateUser(ctx, u, keys); err != nil {
+	if err := s.store.CreateUser(ctx, u, identityKeys(ext, emailKey, phone)); err != nil {
 		var taken *store.KeyTakenError
 		if errors.As(err, &taken) {
 			return nil, alreadyExists(taken)
@@ -76,6 +66,21 @@ func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (*known.Us
 		return nil, err
 	}
 	return u, nil
+}
+
+// identityKeys lists the identity keys of the given normalized identities, in matching order:
+// externalId, then email, then phone.
+func identityKeys(externalID, emailKey, phone *string) []store.IdentityKey {
+	var keys []store.IdentityKey
+	for _, k := range []struct {
+		kind store.KeyKind
+		v    *string
+	}{{store.KeyExternalID, externalID}, {store.KeyEmail, emailKey}, {store.KeyPhone, phone}} {
+		if k.v != nil {
+			keys = append(keys, store.IdentityKey{Kind: k.kind, Value: *k.v})
+		}
+	}
+	return keys
 }
 
 func alreadyExists(t *store.KeyTakenError) error {
@@ -170,16 +175,7 @@ func (s *Service) SearchUsers(ctx context.Context, email, phone, externalID *str
 	if err := badInput(v.err()); err != nil {
 		return nil, err
 	}
-	var keys []store.IdentityKey
-	if ext != nil {
-		keys = append(keys, store.IdentityKey{Kind: store.KeyExternalID, Value: *ext})
-	}
-	if emailKey != nil {
-		keys = append(keys, store.IdentityKey{Kind: store.KeyEmail, Value: *emailKey})
-	}
-	if ph != nil {
-		keys = append(keys, store.IdentityKey{Kind: store.KeyPhone, Value: *ph})
-	}
+	keys := identityKeys(ext, emailKey, ph)
 	if len(keys) == 0 {
 		return nil, known.Errorf(known.BadUserInput, "searchUsers needs email, phoneNumber or externalId")
 	}
