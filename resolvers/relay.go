@@ -96,3 +96,11 @@ func notYet(what string) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func conversationIDs(ids []known.ConversationID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = known.GlobalID(known.KindConversation, string(id))
+	}
+	return out
+}

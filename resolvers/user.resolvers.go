@@ -148,11 +148,3 @@ func (r *userResolver) ExternalProfile(ctx context.Context, obj *known.User) (*m
 func (r *Resolver) User() graph.UserResolver { return &userResolver{r} }
 
 type userResolver struct{ *Resolver }
-
-func conversationIDs(ids []known.ConversationID) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = known.GlobalID(known.KindConversation, string(id))
-	}
-	return out
-}
