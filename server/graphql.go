@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -184,6 +185,9 @@ func complexity() graph.ComplexityRoot {
 		n := defaultListLen
 		if first != nil {
 			n = min(max(*first, 1), 100) // out of range is refused by the resolver, by name
+		}
+		if child > (math.MaxInt-1)/n {
+			return math.MaxInt // saturate: a wrapped product would let any query through
 		}
 		return 1 + n*child
 	}

@@ -53,6 +53,9 @@ func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (*known.Us
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	if u.Metadata == nil {
+		u.Metadata = map[string]any{}
+	}
 	u.Name = joinName(u.FirstName, u.LastName)
 	now := s.clock()
 	u.ID = known.UserID(store.NewID())

@@ -157,8 +157,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		},
 	}
 	for coll, models := range specs {
-		if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
-			return fmt.Errorf("store: creating indexes on %s: %w", coll.Name(), err)
+		// One at a time: FerretDB 1.24 panics when createIndexes names several indexes of
+		// which some exist already, which is every start but the first.
+		for _, model := range models {
+			if _, err := coll.Indexes().CreateOne(ctx, model); err != nil {
+				return fmt.Errorf("store: creating indexes on %s: %w", coll.Name(), err)
+			}
 		}
 	}
 	return nil
