@@ -27,3 +27,27 @@ func ProjectFromContext(ctx context.Context) (ProjectID, error) {
 	}
 	return c.ProjectID, nil
 }
+
+// Client is what the HTTP layer knows of the browser or program that sent a request.
+type Client struct {
+	// IP is the client's address, as the rate limits key it.
+	IP string
+	// Origin is the request's Origin header ("" when none): a project's allowedOrigins are
+	// checked against it.
+	Origin string
+	// WidgetToken is the X-Widget-Session header: the widget session token, or "".
+	WidgetToken string
+}
+
+type clientKey struct{}
+
+// NewContextWithClient returns a copy of ctx that carries the request's client.
+func NewContextWithClient(ctx context.Context, c Client) context.Context {
+	return context.WithValue(ctx, clientKey{}, c)
+}
+
+// ClientFromContext returns the client carried by ctx, or the zero Client.
+func ClientFromContext(ctx context.Context) Client {
+	c, _ := ctx.Value(clientKey{}).(Client)
+	return c
+}

@@ -22,6 +22,13 @@ type Options struct {
 	AdminToken string
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
+	// WidgetLimiter rate-limits widget calls by the key "<appId>|<client IP>"; nil is no limit.
+	WidgetLimiter Limiter
+}
+
+// Limiter allows or refuses one more call for a key.
+type Limiter interface {
+	Allow(key string) bool
 }
 
 // Service carries out Known's operations on a store.
@@ -30,6 +37,7 @@ type Service struct {
 	box        *secret.Box
 	adminToken string
 	now        func() time.Time
+	limiter    Limiter
 }
 
 // New returns a Service on st.
@@ -38,7 +46,7 @@ func New(st *store.Store, opts Options) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now}
+	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
