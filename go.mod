@@ -6,9 +6,11 @@ require (
 	github.com/99designs/gqlgen v0.17.95
 	github.com/FerretDB/FerretDB v1.24.2
 	github.com/prometheus/client_golang v1.25.0
+	github.com/rs/cors v1.11.1
 	github.com/rs/zerolog v1.35.1
 	github.com/vektah/gqlparser/v2 v2.5.37
 	go.mongodb.org/mongo-driver/v2 v2.9.3
+	golang.org/x/time v0.12.0
 )
 
 require (

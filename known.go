@@ -231,3 +231,34 @@ type Caller struct {
 	// BadCredential is true when the request carried a key or token that matched nothing.
 	BadCredential bool
 }
+
+// Level is how far a widget session's identity is established.
+type Level string
+
+// Levels: anonymous → claimed (identity asserted without proof) → verified (proof checked).
+const (
+	LevelAnonymous Level = "anonymous"
+	LevelClaimed   Level = "claimed"
+	LevelVerified  Level = "verified"
+)
+
+// Session is a widget session: one browser's visitor, and how far its identity is established.
+// The user it acts for is the owner of its visitor id.
+type Session struct {
+	ID        string
+	ProjectID ProjectID
+	VisitorID VisitorID
+	Level     Level
+	Method    *VerificationMethod
+	// UserID is the user the session is identified as (nil while anonymous).
+	UserID    *UserID
+	Token     string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Verified reports whether the session's identity was proven.
+func (s *Session) Verified() bool { return s.Level == LevelVerified }
+
+// Anonymous reports whether the session has asserted no identity.
+func (s *Session) Anonymous() bool { return s.Level == LevelAnonymous }

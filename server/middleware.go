@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/service"
+	"github.com/rs/cors"
 	"github.com/rs/zerolog"
 )
 
@@ -170,6 +172,42 @@ func authenticate(svc *service.Service, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(known.NewContextWithCaller(r.Context(), caller)))
 	})
+}
+
+// withClient puts the request's known.Client (address, Origin, widget session token) into its
+// context, for the widget rate limit and the project's allowedOrigins.
+func withClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The peer's address, never X-Forwarded-For: any caller can write that header, and the
+		// rate limit would then key on whatever it chose.
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		c := known.Client{
+			IP:          ip,
+			Origin:      r.Header.Get("Origin"),
+			WidgetToken: strings.TrimSpace(r.Header.Get("X-Widget-Session")),
+		}
+		next.ServeHTTP(w, r.WithContext(known.NewContextWithClient(r.Context(), c)))
+	})
+}
+
+// allowCrossOrigin lets a page of any origin call the API, and answers CORS preflights (204)
+// itself. A preflight carries no project, so a project's allowedOrigins cannot be checked
+// here: the service checks them against Client.Origin. No credentials (cookies) are allowed:
+// widget sessions and secret keys travel in headers.
+func allowCrossOrigin(next http.Handler) http.Handler {
+	return cors.New(cors.Options{
+		// Every origin, echoed back (with Vary: Origin) rather than "*".
+		AllowOriginFunc: func(string) bool { return true },
+		AllowedMethods:  []string{http.MethodGet, http.MethodPost, http.MethodOptions},
+		AllowedHeaders: []string{"Content-Type", "X-Widget-Session", "Authorization",
+			"Agent-Secret-Key", "X-Request-Id"},
+		ExposedHeaders:   []string{"X-Request-Id"},
+		AllowCredentials: false,
+		MaxAge:           600,
+	}).Handler(next)
 }
 
 // writeError answers with a GraphQL-shaped error for failures before GraphQL runs.

@@ -15,11 +15,12 @@ import (
 // newServer returns Known's whole HTTP surface (API.md §2).
 func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics) http.Handler {
 	gql, schema := newGraphQL(log, svc, m)
-	api := limitBody(authenticate(svc, gql))
+	api := allowCrossOrigin(withClient(limitBody(authenticate(svc, gql))))
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)
 	mux.Handle("GET /graphql", api)
+	mux.Handle("OPTIONS /graphql", api) // CORS preflight
 	mux.Handle("GET /{$}", playground.Handler("Known", "/graphql"))
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

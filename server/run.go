@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/knownhq/known/ratelimit"
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/service"
 	"github.com/knownhq/known/store"
@@ -55,7 +56,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
-	svc := service.New(st, service.Options{Secret: master, AdminToken: cfg.AdminToken})
+	opts := service.Options{Secret: master, AdminToken: cfg.AdminToken}
+	if cfg.WidgetRateLimit > 0 {
+		// Off is a nil interface, which the service reads as no limit.
+		opts.WidgetLimiter = ratelimit.New(cfg.WidgetRateLimit)
+	}
+	svc := service.New(st, opts)
 	if st.Embedded() && cfg.AdminToken == "" {
 		demo, err := svc.EnsureDemoProject(ctx)
 		if err != nil {

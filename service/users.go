@@ -89,7 +89,7 @@ func identityKeys(externalID, emailKey, phone *string) []store.IdentityKey {
 func alreadyExists(t *store.KeyTakenError) error {
 	field := map[store.KeyKind]string{store.KeyExternalID: "externalId", store.KeyEmail: "email", store.KeyPhone: "phoneNumber"}[t.Key.Kind]
 	return known.FieldErrorf(path("input", field), known.AlreadyExists,
-		"a user with this %s already exists: %s", field, known.GlobalID(known.KindUser, string(t.UserID)))
+		"a user with this %s already exists: %s", field, known.GlobalID(known.KindUser, t.OwnerID))
 }
 
 func joinName(first, last *string) *string {

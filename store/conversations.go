@@ -105,3 +105,89 @@ func (s *Store) Counts(ctx context.Context, p known.ProjectID) (map[string]int64
 
 // Drop deletes the whole database: for tests.
 func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
+
+func (d *conversationDoc) conversation() *known.Conversation {
+	return &known.Conversation{ID: known.ConversationID(d.ID), ProjectID: known.ProjectID(d.ProjectID),
+		UserID: (*known.UserID)(d.UserID), VisitorID: known.VisitorID(d.VisitorID),
+		Status: known.ConversationStatus(d.Status), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+}
+
+func (d *messageDoc) message() *known.Message {
+	return &known.Message{ID: known.MessageID(d.ID), ProjectID: known.ProjectID(d.ProjectID),
+		ConversationID: known.ConversationID(d.ConversationID), Body: d.Body, Author: known.Author(d.Author),
+		Verified: d.Verified, CreatedAt: d.CreatedAt}
+}
+
+func (d *eventDoc) event() *known.Event {
+	return &known.Event{ID: known.EventID(d.ID), ProjectID: known.ProjectID(d.ProjectID), UserID: (*known.UserID)(d.UserID),
+		CompanyID: (*known.CompanyID)(d.CompanyID), Name: d.Name, Properties: nonNilMap(d.Properties),
+		OccurredAt: d.OccurredAt, CreatedAt: d.CreatedAt}
+}
+
+// Conversation returns project p's conversation with this id, or NotFound.
+func (s *Store) Conversation(ctx context.Context, p known.ProjectID, id known.ConversationID) (*known.Conversation, error) {
+	var d conversationDoc
+	if err := s.findInProject(ctx, s.conversations, p, string(id), &d, &d.ProjectID); err != nil {
+		return nil, err
+	}
+	return d.conversation(), nil
+}
+
+// ConversationFilter selects conversations; every set condition must hold.
+type ConversationFilter struct {
+	UserID    *known.UserID
+	VisitorID *known.VisitorID
+	Status    *known.ConversationStatus
+}
+
+// Conversations returns a page of project p's conversations, newest first.
+func (s *Store) Conversations(ctx context.Context, p known.ProjectID, f ConversationFilter, page known.Page) ([]*known.Conversation, bool, error) {
+	filter := bson.M{"projectId": string(p)}
+	if f.UserID != nil {
+		filter["userId"] = string(*f.UserID)
+	}
+	if f.VisitorID != nil {
+		filter["visitorId"] = string(*f.VisitorID)
+	}
+	if f.Status != nil {
+		filter["status"] = string(*f.Status)
+	}
+	var docs []conversationDoc
+	more, err := s.page(ctx, s.conversations, filter, page, &docs)
+	return mapDocs(docs, (*conversationDoc).conversation), more, err
+}
+
+// TouchConversation records that a conversation changed at now.
+func (s *Store) TouchConversation(ctx context.Context, id known.ConversationID, now time.Time) error {
+	if _, err := s.conversations.UpdateOne(ctx, bson.M{"_id": string(id)}, bson.M{"$set": bson.M{"updatedAt": now}}); err != nil {
+		return fmt.Errorf("store: updating conversation: %w", err)
+	}
+	return nil
+}
+
+// Messages returns a page of a conversation's messages, newest first.
+func (s *Store) Messages(ctx context.Context, c known.ConversationID, page known.Page) ([]*known.Message, bool, error) {
+	var docs []messageDoc
+	more, err := s.page(ctx, s.messages, bson.M{"conversationId": string(c)}, page, &docs)
+	return mapDocs(docs, (*messageDoc).message), more, err
+}
+
+// EventFilter selects events: of a user, of a company, or both.
+type EventFilter struct {
+	UserID    *known.UserID
+	CompanyID *known.CompanyID
+}
+
+// Events returns a page of project p's events, newest first.
+func (s *Store) Events(ctx context.Context, p known.ProjectID, f EventFilter, page known.Page) ([]*known.Event, bool, error) {
+	filter := bson.M{"projectId": string(p)}
+	if f.UserID != nil {
+		filter["userId"] = string(*f.UserID)
+	}
+	if f.CompanyID != nil {
+		filter["companyId"] = string(*f.CompanyID)
+	}
+	var docs []eventDoc
+	more, err := s.page(ctx, s.events, filter, page, &docs)
+	return mapDocs(docs, (*eventDoc).event), more, err
+}

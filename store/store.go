@@ -50,6 +50,7 @@ type Store struct {
 	conversations *mongo.Collection
 	messages      *mongo.Collection
 	events        *mongo.Collection
+	sessions      *mongo.Collection
 }
 
 // Open connects to the database (starting the embedded one when cfg.URI is empty), checks that
@@ -105,6 +106,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.conversations = s.db.Collection("conversations")
 	s.messages = s.db.Collection("messages")
 	s.events = s.db.Collection("events")
+	s.sessions = s.db.Collection("widget_sessions")
 	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel2()
 	if err := s.createIndexes(ictx); err != nil {
@@ -145,16 +147,25 @@ func (s *Store) stopEmbedded() {
 func (s *Store) createIndexes(ctx context.Context) error {
 	byProjectNewest := mongo.IndexModel{Keys: bson.D{{Key: "projectId", Value: 1}, {Key: "_id", Value: -1}}}
 	specs := map[*mongo.Collection][]mongo.IndexModel{
-		s.users:         {byProjectNewest},
-		s.identityKeys:  {{Keys: bson.D{{Key: "userId", Value: 1}}}},
+		s.users: {
+			byProjectNewest,
+			{Keys: bson.D{{Key: "companyIds", Value: 1}}},
+			{Keys: bson.D{{Key: "organizationIds", Value: 1}}},
+		},
+		s.identityKeys:  {{Keys: bson.D{{Key: "ownerId", Value: 1}}}},
 		s.organizations: {byProjectNewest},
 		s.companies:     {byProjectNewest},
-		s.conversations: {byProjectNewest, {Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}}},
-		s.messages:      {{Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
+		s.conversations: {
+			byProjectNewest,
+			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
+			{Keys: bson.D{{Key: "visitorId", Value: 1}, {Key: "_id", Value: -1}}},
+		},
+		s.messages: {{Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
 		s.events: {
 			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
 			{Keys: bson.D{{Key: "companyId", Value: 1}, {Key: "_id", Value: -1}}},
 		},
+		s.sessions: {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
 	}
 	for coll, models := range specs {
 		// One at a time: FerretDB 1.24 panics when createIndexes names several indexes of

@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/knownhq/known"
@@ -11,48 +11,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
-
-// KeyKind is a kind of identity key: something that names at most one user of a project.
-type KeyKind string
-
-// Identity key kinds.
-const (
-	KeyExternalID KeyKind = "externalId"
-	KeyEmail      KeyKind = "email"
-	KeyPhone      KeyKind = "phone"
-)
-
-// IdentityKey is one normalized identity of a user (an email is lowercased by the caller).
-type IdentityKey struct {
-	Kind  KeyKind
-	Value string
-}
-
-// KeyTakenError says that an identity key already names another user.
-type KeyTakenError struct {
-	Key    IdentityKey
-	UserID known.UserID
-}
-
-func (e *KeyTakenError) Error() string {
-	return fmt.Sprintf("store: %s already belongs to user %s", e.Key.Kind, e.UserID)
-}
-
-// orphanAge is how old a claim whose user does not exist must be before another user may take
-// it: a claim is made just before its user is inserted, so a young one may still be in flight,
-// and an old one was left by a crash between the two writes.
-const orphanAge = time.Minute
-
-type identityKeyDoc struct {
-	ID        string    `bson:"_id"`
-	ProjectID string    `bson:"projectId"`
-	UserID    string    `bson:"userId"`
-	CreatedAt time.Time `bson:"createdAt"`
-}
-
-func keyID(p known.ProjectID, k IdentityKey) string {
-	return string(p) + "|" + string(k.Kind) + "|" + k.Value
-}
 
 type userDoc struct {
 	ID                 string         `bson:"_id"`
@@ -77,7 +35,6 @@ type userDoc struct {
 	OrganizationIDs    []string       `bson:"organizationIds"`
 	CompanyIDs         []string       `bson:"companyIds"`
 	ActiveCompanyID    *string        `bson:"activeCompanyId,omitempty"`
-	IdentityKeys       []string       `bson:"identityKeys"`
 	CreatedAt          time.Time      `bson:"createdAt"`
 	UpdatedAt          time.Time      `bson:"updatedAt"`
 	LastSeenAt         *time.Time     `bson:"lastSeenAt,omitempty"`
@@ -105,7 +62,6 @@ func newUserDoc(u *known.User, keys []IdentityKey) *userDoc {
 		OrganizationIDs: strs(u.OrganizationIDs),
 		CompanyIDs:      strs(u.CompanyIDs),
 		ActiveCompanyID: (*string)(u.ActiveCompanyID),
-		IdentityKeys:    []string{},
 		CreatedAt:       u.CreatedAt,
 		UpdatedAt:       u.UpdatedAt,
 		LastSeenAt:      u.LastSeenAt,
@@ -118,7 +74,6 @@ func newUserDoc(u *known.User, keys []IdentityKey) *userDoc {
 		d.VerificationMethod = &m
 	}
 	for _, k := range keys {
-		d.IdentityKeys = append(d.IdentityKeys, keyID(u.ProjectID, k))
 		if k.Kind == KeyEmail {
 			v := k.Value
 			d.EmailKey = &v
@@ -166,62 +121,56 @@ func (d *userDoc) user() *known.User {
 // when one already names another user nothing is stored and a *KeyTakenError names that user.
 // Concurrent calls with one key create exactly one user.
 func (s *Store) CreateUser(ctx context.Context, u *known.User, keys []IdentityKey) error {
-	var claimed []string
-	release := func() {
-		for _, id := range claimed {
-			_, _ = s.identityKeys.DeleteOne(context.WithoutCancel(ctx), bson.M{"_id": id})
-		}
-	}
-	for _, k := range keys {
-		id := keyID(u.ProjectID, k)
-		if err := s.claimKey(ctx, id, u); err != nil {
-			release()
-			var taken *KeyTakenError
-			if errors.As(err, &taken) {
-				taken.Key = k
-			}
-			return err
-		}
-		claimed = append(claimed, id)
+	claimed, err := s.claimKeys(ctx, u.ProjectID, keys, string(u.ID), s.userOwns)
+	if err != nil {
+		return err
 	}
 	if _, err := s.users.InsertOne(ctx, newUserDoc(u, keys)); err != nil {
-		release()
+		s.releaseKeys(ctx, claimed)
 		return fmt.Errorf("store: creating user: %w", err)
 	}
 	return nil
 }
 
-// claimKey makes u the owner of identity key id, or returns a *KeyTakenError naming the owner.
-func (s *Store) claimKey(ctx context.Context, id string, u *known.User) error {
-	doc := identityKeyDoc{ID: id, ProjectID: string(u.ProjectID), UserID: string(u.ID), CreatedAt: time.Now().UTC()}
-	for attempt := 0; ; attempt++ {
-		_, err := s.identityKeys.InsertOne(ctx, doc)
-		if err == nil {
-			return nil
+// userOwns reports whether user owner still carries identity k (a claim whose owner does not
+// is left over from an interrupted write).
+func (s *Store) userOwns(ctx context.Context, owner string, k IdentityKey) (bool, error) {
+	var d userDoc
+	if err := s.users.FindOne(ctx, bson.M{"_id": owner}).Decode(&d); err != nil {
+		if isNoDocuments(err) {
+			return false, nil
 		}
-		if !mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("store: claiming identity key: %w", err)
-		}
-		var owner identityKeyDoc
-		if err := s.identityKeys.FindOne(ctx, bson.M{"_id": id}).Decode(&owner); err != nil {
-			if isNoDocuments(err) && attempt < 3 {
-				continue // released between our insert and our read: try again
-			}
-			return fmt.Errorf("store: reading identity key: %w", err)
-		}
-		if attempt < 3 && time.Since(owner.CreatedAt) > orphanAge {
-			n, err := s.users.CountDocuments(ctx, bson.M{"_id": owner.UserID})
-			if err != nil {
-				return fmt.Errorf("store: checking identity key owner: %w", err)
-			}
-			if n == 0 {
-				// An orphan left by a crash: remove exactly that claim and try again.
-				_, _ = s.identityKeys.DeleteOne(ctx, bson.M{"_id": id, "userId": owner.UserID})
-				continue
-			}
-		}
-		return &KeyTakenError{UserID: known.UserID(owner.UserID)}
+		return false, err
 	}
+	switch k.Kind {
+	case KeyExternalID:
+		return d.ExternalID != nil && *d.ExternalID == k.Value, nil
+	case KeyEmail:
+		return d.EmailKey != nil && *d.EmailKey == k.Value, nil
+	case KeyPhone:
+		return d.PhoneNumber != nil && *d.PhoneNumber == k.Value, nil
+	case KeyVisitor:
+		return slices.Contains(d.VisitorIDs, k.Value), nil
+	}
+	return true, nil
+}
+
+// userKeys lists the identity keys a user document carries.
+func (d *userDoc) keys() []IdentityKey {
+	var ks []IdentityKey
+	if d.ExternalID != nil {
+		ks = append(ks, IdentityKey{KeyExternalID, *d.ExternalID})
+	}
+	if d.EmailKey != nil {
+		ks = append(ks, IdentityKey{KeyEmail, *d.EmailKey})
+	}
+	if d.PhoneNumber != nil {
+		ks = append(ks, IdentityKey{KeyPhone, *d.PhoneNumber})
+	}
+	for _, v := range d.VisitorIDs {
+		ks = append(ks, IdentityKey{KeyVisitor, v})
+	}
+	return ks
 }
 
 // User returns the user with this id in project p, or NotFound (also for another project's user).
@@ -241,14 +190,11 @@ func (s *Store) User(ctx context.Context, p known.ProjectID, id known.UserID) (*
 
 // UserByKey returns the user that owns an identity key in project p, or NotFound.
 func (s *Store) UserByKey(ctx context.Context, p known.ProjectID, k IdentityKey) (*known.User, error) {
-	var d identityKeyDoc
-	if err := s.identityKeys.FindOne(ctx, bson.M{"_id": keyID(p, k)}).Decode(&d); err != nil {
-		if isNoDocuments(err) {
-			return nil, notFound("user")
-		}
-		return nil, fmt.Errorf("store: finding identity key: %w", err)
+	owner, err := s.KeyOwner(ctx, p, k)
+	if err != nil {
+		return nil, err
 	}
-	return s.User(ctx, p, known.UserID(d.UserID))
+	return s.User(ctx, p, known.UserID(owner))
 }
 
 // UserFilter selects users; every set condition must hold. Email is the normalized key.
@@ -258,6 +204,9 @@ type UserFilter struct {
 	ExternalID  *known.ExternalID
 	Anonymous   *bool
 	Verified    *bool
+	// CompanyID and OrganizationID select the users linked to that company or organization.
+	CompanyID      *known.CompanyID
+	OrganizationID *known.OrganizationID
 }
 
 // Users returns a page of project p's users, newest first, and whether more follow.
@@ -278,16 +227,15 @@ func (s *Store) Users(ctx context.Context, p known.ProjectID, f UserFilter, page
 	if f.Verified != nil {
 		filter["verified"] = *f.Verified
 	}
+	if f.CompanyID != nil {
+		filter["companyIds"] = string(*f.CompanyID)
+	}
+	if f.OrganizationID != nil {
+		filter["organizationIds"] = string(*f.OrganizationID)
+	}
 	var docs []userDoc
 	more, err := s.page(ctx, s.users, filter, page, &docs)
-	if err != nil {
-		return nil, false, err
-	}
-	out := make([]*known.User, len(docs))
-	for i := range docs {
-		out[i] = docs[i].user()
-	}
-	return out, more, nil
+	return mapDocs(docs, (*userDoc).user), more, err
 }
 
 // page runs a newest-first page query: at most page.First documents with _id below
@@ -355,9 +303,9 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if _, err := s.events.DeleteMany(ctx, bson.M{"userId": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting events: %w", err)
 	}
-	for _, k := range d.IdentityKeys {
-		if _, err := s.identityKeys.DeleteOne(ctx, bson.M{"_id": k}); err != nil {
-			return fmt.Errorf("store: deleting identity key: %w", err)
+	for _, k := range d.keys() {
+		if err := s.ReleaseKey(ctx, p, k, string(id)); err != nil {
+			return err
 		}
 	}
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {

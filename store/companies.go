@@ -1,0 +1,285 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/knownhq/known"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+type organizationDoc struct {
+	ID         string         `bson:"_id"`
+	ProjectID  string         `bson:"projectId"`
+	ExternalID string         `bson:"externalId"`
+	Name       string         `bson:"name"`
+	Attrs      map[string]any `bson:"attrs"`
+	CreatedAt  time.Time      `bson:"createdAt"`
+	UpdatedAt  time.Time      `bson:"updatedAt"`
+}
+
+func (d *organizationDoc) organization() *known.Organization {
+	return &known.Organization{ID: known.OrganizationID(d.ID), ProjectID: known.ProjectID(d.ProjectID),
+		ExternalID: d.ExternalID, Name: d.Name, Attrs: nonNilMap(d.Attrs), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+}
+
+type dealDoc struct {
+	Name      *string   `bson:"name,omitempty"`
+	Amount    *float64  `bson:"amount,omitempty"`
+	Currency  *string   `bson:"currency,omitempty"`
+	Stage     *string   `bson:"stage,omitempty"`
+	Status    *string   `bson:"status,omitempty"`
+	UpdatedAt time.Time `bson:"updatedAt"`
+}
+
+type companyDoc struct {
+	ID         string         `bson:"_id"`
+	ProjectID  string         `bson:"projectId"`
+	ExternalID string         `bson:"externalId"`
+	Name       *string        `bson:"name,omitempty"`
+	Stage      *string        `bson:"stage,omitempty"`
+	Metadata   map[string]any `bson:"metadata"`
+	Deal       *dealDoc       `bson:"deal,omitempty"`
+	CreatedAt  time.Time      `bson:"createdAt"`
+	UpdatedAt  time.Time      `bson:"updatedAt"`
+}
+
+func (d *companyDoc) company() *known.Company {
+	c := &known.Company{ID: known.CompanyID(d.ID), ProjectID: known.ProjectID(d.ProjectID), ExternalID: d.ExternalID,
+		Name: d.Name, Stage: d.Stage, Metadata: nonNilMap(d.Metadata), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	if d.Deal != nil {
+		c.Deal = &known.Deal{Name: d.Deal.Name, Amount: d.Deal.Amount, Currency: d.Deal.Currency, Stage: d.Deal.Stage,
+			Status: (*known.DealStatus)(d.Deal.Status), UpdatedAt: d.Deal.UpdatedAt}
+	}
+	return c
+}
+
+func nonNilMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// ownerDocExists is the orphan check for organizations and companies: their claim is theirs
+// while their document exists.
+func ownerDocExists(coll *mongo.Collection) ownsFunc {
+	return func(ctx context.Context, owner string, _ IdentityKey) (bool, error) {
+		n, err := coll.CountDocuments(ctx, bson.M{"_id": owner})
+		return n > 0, err
+	}
+}
+
+// upsertByKey finds or makes the document of coll named by identity k, applies update to it
+// and decodes it into out. Concurrent calls for one new key make one document.
+func (s *Store) upsertByKey(ctx context.Context, coll *mongo.Collection, p known.ProjectID, k IdentityKey, now time.Time, update bson.M, out any) error {
+	id, err := s.KeyOwner(ctx, p, k)
+	if known.ErrorCode(err) == known.NotFound {
+		id = NewID()
+		_, err = s.claimKeys(ctx, p, []IdentityKey{k}, id, ownerDocExists(coll))
+		if taken, ok := err.(*KeyTakenError); ok {
+			id, err = taken.OwnerID, nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	setOnInsert := bson.M{"projectId": string(p), "externalId": k.Value, "createdAt": now}
+	set, _ := update["$set"].(bson.M)
+	if set == nil {
+		set = bson.M{}
+		update["$set"] = set
+	}
+	set["updatedAt"] = now
+	for f := range setOnInsert {
+		delete(set, f)
+	}
+	update["$setOnInsert"] = setOnInsert
+	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update,
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(out)
+	if err != nil {
+		return fmt.Errorf("store: writing %s: %w", coll.Name(), err)
+	}
+	return nil
+}
+
+// UpsertOrganization makes or updates project p's organization with the customer's id ext.
+// attrs, when non-nil, replaces its attributes.
+func (s *Store) UpsertOrganization(ctx context.Context, p known.ProjectID, ext, name string, attrs map[string]any, now time.Time) (*known.Organization, error) {
+	set := bson.M{"name": name}
+	if attrs != nil {
+		set["attrs"] = attrs
+	}
+	var d organizationDoc
+	if err := s.upsertByKey(ctx, s.organizations, p, IdentityKey{KeyOrganization, ext}, now, bson.M{"$set": set}, &d); err != nil {
+		return nil, err
+	}
+	return d.organization(), nil
+}
+
+// CompanyUpdate changes a company; nil fields stay as they are.
+type CompanyUpdate struct {
+	Name *string
+	// Metadata sets these keys of the company's metadata.
+	Metadata map[string]any
+	Stage    *string
+	// StageIfEmpty sets Stage only when the company has no stage (IF_EMPTY).
+	StageIfEmpty bool
+	Deal         *known.Deal
+}
+
+// UpsertCompany makes or updates project p's company with the customer's id ext.
+func (s *Store) UpsertCompany(ctx context.Context, p known.ProjectID, ext string, up CompanyUpdate, now time.Time) (*known.Company, error) {
+	set := bson.M{}
+	if up.Name != nil {
+		set["name"] = *up.Name
+	}
+	for k, v := range up.Metadata {
+		set["metadata."+k] = v
+	}
+	if up.Stage != nil && !up.StageIfEmpty {
+		set["stage"] = *up.Stage
+	}
+	if d := up.Deal; d != nil {
+		for f, v := range map[string]any{"name": d.Name, "amount": d.Amount, "currency": d.Currency, "stage": d.Stage, "status": d.Status} {
+			if !isNilPtr(v) {
+				set["deal."+f] = v
+			}
+		}
+		set["deal.updatedAt"] = now
+	}
+	var d companyDoc
+	update := bson.M{"$set": set}
+	if len(up.Metadata) == 0 {
+		update["$setOnInsert"] = bson.M{"metadata": bson.M{}}
+	}
+	if err := s.upsertByKey(ctx, s.companies, p, IdentityKey{KeyCompany, ext}, now, update, &d); err != nil {
+		return nil, err
+	}
+	if up.Stage != nil && up.StageIfEmpty && d.Stage == nil {
+		err := s.companies.FindOneAndUpdate(ctx, bson.M{"_id": d.ID, "stage": nil}, bson.M{"$set": bson.M{"stage": *up.Stage}},
+			options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+		if err != nil && !isNoDocuments(err) {
+			return nil, fmt.Errorf("store: setting company stage: %w", err)
+		}
+		if isNoDocuments(err) { // another call set a stage first: IF_EMPTY keeps it
+			return s.Company(ctx, p, known.CompanyID(d.ID))
+		}
+	}
+	return d.company(), nil
+}
+
+func isNilPtr(v any) bool {
+	switch t := v.(type) {
+	case *string:
+		return t == nil
+	case *float64:
+		return t == nil
+	case *known.DealStatus:
+		return t == nil
+	}
+	return v == nil
+}
+
+// CompanyIDByExternalID returns the id of project p's company with the customer's id ext, or
+// NotFound.
+func (s *Store) CompanyIDByExternalID(ctx context.Context, p known.ProjectID, ext string) (known.CompanyID, error) {
+	id, err := s.KeyOwner(ctx, p, IdentityKey{KeyCompany, ext})
+	return known.CompanyID(id), err
+}
+
+// Company returns project p's company with this id, or NotFound.
+func (s *Store) Company(ctx context.Context, p known.ProjectID, id known.CompanyID) (*known.Company, error) {
+	var d companyDoc
+	if err := s.findInProject(ctx, s.companies, p, string(id), &d, &d.ProjectID); err != nil {
+		return nil, err
+	}
+	return d.company(), nil
+}
+
+// Organization returns project p's organization with this id, or NotFound.
+func (s *Store) Organization(ctx context.Context, p known.ProjectID, id known.OrganizationID) (*known.Organization, error) {
+	var d organizationDoc
+	if err := s.findInProject(ctx, s.organizations, p, string(id), &d, &d.ProjectID); err != nil {
+		return nil, err
+	}
+	return d.organization(), nil
+}
+
+// findInProject decodes the document of coll with this _id into out, or returns NotFound
+// when there is none or it belongs to another project (*project is the decoded projectId).
+func (s *Store) findInProject(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id string, out any, project *string) error {
+	if err := coll.FindOne(ctx, bson.M{"_id": id}).Decode(out); err != nil {
+		if isNoDocuments(err) {
+			return notFound(singular(coll.Name()))
+		}
+		return fmt.Errorf("store: finding %s: %w", coll.Name(), err)
+	}
+	if *project != string(p) {
+		return notFound(singular(coll.Name()))
+	}
+	return nil
+}
+
+func singular(collection string) string {
+	switch collection {
+	case "companies":
+		return "company"
+	case "identity_keys":
+		return "identity key"
+	}
+	return collection[:len(collection)-1]
+}
+
+// Companies returns a page of project p's companies, newest first.
+func (s *Store) Companies(ctx context.Context, p known.ProjectID, page known.Page) ([]*known.Company, bool, error) {
+	var docs []companyDoc
+	more, err := s.page(ctx, s.companies, bson.M{"projectId": string(p)}, page, &docs)
+	return mapDocs(docs, (*companyDoc).company), more, err
+}
+
+// Organizations returns a page of project p's organizations, newest first.
+func (s *Store) Organizations(ctx context.Context, p known.ProjectID, page known.Page) ([]*known.Organization, bool, error) {
+	var docs []organizationDoc
+	more, err := s.page(ctx, s.organizations, bson.M{"projectId": string(p)}, page, &docs)
+	return mapDocs(docs, (*organizationDoc).organization), more, err
+}
+
+// CompaniesByIDs returns project p's companies with these ids (one query; missing ones left out).
+func (s *Store) CompaniesByIDs(ctx context.Context, p known.ProjectID, ids []known.CompanyID) ([]*known.Company, error) {
+	var docs []companyDoc
+	if err := s.byIDs(ctx, s.companies, strs(ids), &docs); err != nil {
+		return nil, err
+	}
+	return inProject(mapDocs(docs, (*companyDoc).company), p, func(c *known.Company) known.ProjectID { return c.ProjectID }), nil
+}
+
+// OrganizationsByIDs returns project p's organizations with these ids (one query).
+func (s *Store) OrganizationsByIDs(ctx context.Context, p known.ProjectID, ids []known.OrganizationID) ([]*known.Organization, error) {
+	var docs []organizationDoc
+	if err := s.byIDs(ctx, s.organizations, strs(ids), &docs); err != nil {
+		return nil, err
+	}
+	return inProject(mapDocs(docs, (*organizationDoc).organization), p, func(o *known.Organization) known.ProjectID { return o.ProjectID }), nil
+}
+
+func mapDocs[D any, T any](docs []D, conv func(*D) T) []T {
+	out := make([]T, len(docs))
+	for i := range docs {
+		out[i] = conv(&docs[i])
+	}
+	return out
+}
+
+func inProject[T any](items []T, p known.ProjectID, project func(T) known.ProjectID) []T {
+	out := items[:0]
+	for _, it := range items {
+		if project(it) == p {
+			out = append(out, it)
+		}
+	}
+	return out
+}
