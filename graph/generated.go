@@ -40,6 +40,7 @@ type ResolverRoot interface {
 	Project() ProjectResolver
 	Query() QueryResolver
 	User() UserResolver
+	WidgetSession() WidgetSessionResolver
 }
 
 type DirectiveRoot struct {
@@ -387,14 +388,14 @@ type ComplexityRoot struct {
 	}
 
 	WidgetSession struct {
-		Anonymous          func(childComplexity int) int
-		Conversations      func(childComplexity int, first *int, after *string) int
-		ExpiresAt          func(childComplexity int) int
-		Token              func(childComplexity int) int
-		UserID             func(childComplexity int) int
-		VerificationMethod func(childComplexity int) int
-		Verified           func(childComplexity int) int
-		VisitorID          func(childComplexity int) int
+		Anonymous     func(childComplexity int) int
+		Conversations func(childComplexity int, first *int, after *string) int
+		ExpiresAt     func(childComplexity int) int
+		Method        func(childComplexity int) int
+		Token         func(childComplexity int) int
+		UserID        func(childComplexity int) int
+		Verified      func(childComplexity int) int
+		VisitorID     func(childComplexity int) int
 	}
 }
 
@@ -457,7 +458,7 @@ type QueryResolver interface {
 	User(ctx context.Context, id string) (*known.User, error)
 	Users(ctx context.Context, first *int, after *string, filter *model.UserFilter) (*model.UserConnection, error)
 	SearchUsers(ctx context.Context, email *string, phoneNumber *string, externalID *string) ([]*model.UserSearchResult, error)
-	Session(ctx context.Context) (*model.WidgetSession, error)
+	Session(ctx context.Context) (*known.Session, error)
 }
 type UserResolver interface {
 	ExternalID(ctx context.Context, obj *known.User) (*string, error)
@@ -471,6 +472,12 @@ type UserResolver interface {
 	ConversationIds(ctx context.Context, obj *known.User) ([]string, error)
 	Events(ctx context.Context, obj *known.User, first *int, after *string) (*model.EventConnection, error)
 	ExternalProfile(ctx context.Context, obj *known.User) (*model.ExternalProfile, error)
+}
+type WidgetSessionResolver interface {
+	VisitorID(ctx context.Context, obj *known.Session) (string, error)
+	UserID(ctx context.Context, obj *known.Session) (*string, error)
+
+	Conversations(ctx context.Context, obj *known.Session, first *int, after *string) (*model.ConversationConnection, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1955,6 +1962,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WidgetSession.ExpiresAt(childComplexity), true
+	case "WidgetSession.verificationMethod":
+		if e.ComplexityRoot.WidgetSession.Method == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WidgetSession.Method(childComplexity), true
 	case "WidgetSession.token":
 		if e.ComplexityRoot.WidgetSession.Token == nil {
 			break
@@ -1967,12 +1980,6 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.WidgetSession.UserID(childComplexity), true
-	case "WidgetSession.verificationMethod":
-		if e.ComplexityRoot.WidgetSession.VerificationMethod == nil {
-			break
-		}
-
-		return e.ComplexityRoot.WidgetSession.VerificationMethod(childComplexity), true
 	case "WidgetSession.verified":
 		if e.ComplexityRoot.WidgetSession.Verified == nil {
 			break
@@ -5368,8 +5375,8 @@ func (ec *executionContext) _IdentifyPayload_session(ctx context.Context, field 
 			return obj.Session, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
-			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *known.Session) graphql.Marshaler {
+			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚐSession(ctx, selections, v)
 		},
 		true,
 		false,
@@ -7659,8 +7666,8 @@ func (ec *executionContext) _Query_session(ctx context.Context, field graphql.Co
 			return ec.Resolvers.Query().Session(ctx)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
-			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *known.Session) graphql.Marshaler {
+			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚐSession(ctx, selections, v)
 		},
 		true,
 		false,
@@ -7831,8 +7838,8 @@ func (ec *executionContext) _ResetSessionPayload_session(ctx context.Context, fi
 			return obj.Session, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
-			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *known.Session) graphql.Marshaler {
+			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚐSession(ctx, selections, v)
 		},
 		true,
 		false,
@@ -8101,8 +8108,8 @@ func (ec *executionContext) _SetPropertiesPayload_session(ctx context.Context, f
 			return obj.Session, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
-			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *known.Session) graphql.Marshaler {
+			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚐSession(ctx, selections, v)
 		},
 		true,
 		false,
@@ -8229,8 +8236,8 @@ func (ec *executionContext) _SetUserPayload_session(ctx context.Context, field g
 			return obj.Session, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
-			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐWidgetSession(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *known.Session) graphql.Marshaler {
+			return ec.marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚐSession(ctx, selections, v)
 		},
 		true,
 		false,
@@ -9655,7 +9662,7 @@ func (ec *executionContext) fieldContext_UserSearchResult_conversationIds(_ cont
 	return graphql.NewScalarFieldContext("UserSearchResult", field, false, false, errors.New("field of type ID does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_token(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_token(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9678,7 +9685,7 @@ func (ec *executionContext) fieldContext_WidgetSession_token(_ context.Context, 
 	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type String does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_visitorId(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_visitorId(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9687,7 +9694,7 @@ func (ec *executionContext) _WidgetSession_visitorId(ctx context.Context, field 
 			return ec.fieldContext_WidgetSession_visitorId(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.VisitorID, nil
+			return ec.Resolvers.WidgetSession().VisitorID(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -9698,10 +9705,10 @@ func (ec *executionContext) _WidgetSession_visitorId(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_WidgetSession_visitorId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("WidgetSession", field, true, true, errors.New("field of type String does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_userId(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_userId(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9710,7 +9717,7 @@ func (ec *executionContext) _WidgetSession_userId(ctx context.Context, field gra
 			return ec.fieldContext_WidgetSession_userId(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.UserID, nil
+			return ec.Resolvers.WidgetSession().UserID(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -9721,10 +9728,10 @@ func (ec *executionContext) _WidgetSession_userId(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_WidgetSession_userId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type ID does not have child fields"))
+	return graphql.NewScalarFieldContext("WidgetSession", field, true, true, errors.New("field of type ID does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_anonymous(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_anonymous(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9733,7 +9740,7 @@ func (ec *executionContext) _WidgetSession_anonymous(ctx context.Context, field 
 			return ec.fieldContext_WidgetSession_anonymous(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Anonymous, nil
+			return obj.Anonymous(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
@@ -9744,10 +9751,10 @@ func (ec *executionContext) _WidgetSession_anonymous(ctx context.Context, field 
 	)
 }
 func (ec *executionContext) fieldContext_WidgetSession_anonymous(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("WidgetSession", field, true, false, errors.New("field of type Boolean does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_verified(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_verified(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9756,7 +9763,7 @@ func (ec *executionContext) _WidgetSession_verified(ctx context.Context, field g
 			return ec.fieldContext_WidgetSession_verified(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Verified, nil
+			return obj.Verified(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
@@ -9767,10 +9774,10 @@ func (ec *executionContext) _WidgetSession_verified(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_WidgetSession_verified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type Boolean does not have child fields"))
+	return graphql.NewScalarFieldContext("WidgetSession", field, true, false, errors.New("field of type Boolean does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_verificationMethod(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_verificationMethod(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9779,7 +9786,7 @@ func (ec *executionContext) _WidgetSession_verificationMethod(ctx context.Contex
 			return ec.fieldContext_WidgetSession_verificationMethod(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.VerificationMethod, nil
+			return obj.Method, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *known.VerificationMethod) graphql.Marshaler {
@@ -9793,7 +9800,7 @@ func (ec *executionContext) fieldContext_WidgetSession_verificationMethod(_ cont
 	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type VerificationMethod does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_expiresAt(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9816,7 +9823,7 @@ func (ec *executionContext) fieldContext_WidgetSession_expiresAt(_ context.Conte
 	return graphql.NewScalarFieldContext("WidgetSession", field, false, false, errors.New("field of type DateTime does not have child fields"))
 }
 
-func (ec *executionContext) _WidgetSession_conversations(ctx context.Context, field graphql.CollectedField, obj *model.WidgetSession) (ret graphql.Marshaler) {
+func (ec *executionContext) _WidgetSession_conversations(ctx context.Context, field graphql.CollectedField, obj *known.Session) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -9825,7 +9832,8 @@ func (ec *executionContext) _WidgetSession_conversations(ctx context.Context, fi
 			return ec.fieldContext_WidgetSession_conversations(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Conversations, nil
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.WidgetSession().Conversations(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.ConversationConnection) graphql.Marshaler {
@@ -9839,8 +9847,8 @@ func (ec *executionContext) fieldContext_WidgetSession_conversations(ctx context
 	fc = &graphql.FieldContext{
 		Object:     "WidgetSession",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_ConversationConnection(ctx, field)
 		},
@@ -15574,7 +15582,7 @@ func (ec *executionContext) _UserSearchResult(ctx context.Context, sel ast.Selec
 
 var widgetSessionImplementors = []string{"WidgetSession"}
 
-func (ec *executionContext) _WidgetSession(ctx context.Context, sel ast.SelectionSet, obj *model.WidgetSession) graphql.Marshaler {
+func (ec *executionContext) _WidgetSession(ctx context.Context, sel ast.SelectionSet, obj *known.Session) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, widgetSessionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -15587,43 +15595,142 @@ func (ec *executionContext) _WidgetSession(ctx context.Context, sel ast.Selectio
 		case "token":
 			out.Values[i] = ec._WidgetSession_token(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "visitorId":
-			out.Values[i] = ec._WidgetSession_visitorId(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._WidgetSession_visitorId(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
 			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "userId":
-			out.Values[i] = ec._WidgetSession_userId(ctx, field, obj)
-			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._WidgetSession_userId(ctx, field, obj)
+				if res == graphql.RequiredNull {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
 			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "anonymous":
 			out.Values[i] = ec._WidgetSession_anonymous(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "verified":
 			out.Values[i] = ec._WidgetSession_verified(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "verificationMethod":
 			out.Values[i] = ec._WidgetSession_verificationMethod(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "expiresAt":
 			out.Values[i] = ec._WidgetSession_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "conversations":
-			out.Values[i] = ec._WidgetSession_conversations(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
+			field := field
+
+			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
+				defer func() {
+					if r := recover(); r != nil {
+						ec.Error(ctx, ec.Recover(ctx, r))
+					}
+				}()
+				res = ec._WidgetSession_conversations(ctx, field, obj)
+				if res == graphql.Null {
+					atomic.AddUint32(&fs.Invalids, 1)
+				}
+				return res
 			}
+
+			if field.IsDeferred() {
+				deferredFieldSet.AddField(field)
+				fieldIndex := len(deferredFieldSet.Values) - 1
+				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
+					return innerFunc(ctx, deferredFieldSet)
+				})
+
+				for _, deferrable := range field.Deferrables {
+					view, ok := deferLabelToView[deferrable.Label]
+					if !ok {
+						view = deferredFieldSet.NewView()
+						deferLabelToView[deferrable.Label] = view
+					}
+					view.AddIndices(fieldIndex)
+				}
+
+				// don't run the out.Concurrently() call below
+				out.Values[i] = graphql.Null
+				continue
+			}
+
+			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -17648,7 +17755,7 @@ var (
 	}
 )
 
-func (ec *executionContext) marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐWidgetSession(ctx context.Context, sel ast.SelectionSet, v *model.WidgetSession) graphql.Marshaler {
+func (ec *executionContext) marshalOWidgetSession2ᚖgithubᚗcomᚋknownhqᚋknownᚐSession(ctx context.Context, sel ast.SelectionSet, v *known.Session) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

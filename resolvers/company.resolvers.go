@@ -15,32 +15,66 @@ import (
 
 // Users is the resolver for the users field.
 func (r *companyResolver) Users(ctx context.Context, obj *known.Company, first *int, after *string) (*model.UserConnection, error) {
-	return nil, notYet("users")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	us, more, err := r.Service.LinkedUsers(ctx, &obj.ID, nil, page)
+	if err != nil {
+		return nil, err
+	}
+	return userConnection(us, more), nil
 }
 
 // Events is the resolver for the events field.
 func (r *companyResolver) Events(ctx context.Context, obj *known.Company, first *int, after *string) (*model.EventConnection, error) {
-	return nil, notYet("events")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	es, more, err := r.Service.Events(ctx, nil, &obj.ID, page)
+	if err != nil {
+		return nil, err
+	}
+	return eventConnection(es, more), nil
 }
 
 // User is the resolver for the user field.
 func (r *eventResolver) User(ctx context.Context, obj *known.Event) (*known.User, error) {
-	return nil, notYet("user")
+	if obj.UserID == nil {
+		return nil, nil
+	}
+	return r.Service.EventUser(ctx, *obj.UserID)
 }
 
 // Company is the resolver for the company field.
 func (r *eventResolver) Company(ctx context.Context, obj *known.Event) (*known.Company, error) {
-	return nil, notYet("company")
+	if obj.CompanyID == nil {
+		return nil, nil
+	}
+	return r.Service.Company(ctx, *obj.CompanyID)
 }
 
 // Company is the resolver for the company field.
 func (r *queryResolver) Company(ctx context.Context, id string) (*known.Company, error) {
-	return nil, notYet("company")
+	raw, err := parseID([]string{"id"}, known.KindCompany, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Service.Company(ctx, known.CompanyID(raw))
 }
 
 // Companies is the resolver for the companies field.
 func (r *queryResolver) Companies(ctx context.Context, first *int, after *string) (*model.CompanyConnection, error) {
-	return nil, notYet("companies")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	cs, more, err := r.Service.Companies(ctx, page)
+	if err != nil {
+		return nil, err
+	}
+	return companyConnection(cs, more), nil
 }
 
 // Company returns graph.CompanyResolver implementation.

@@ -11,11 +11,12 @@ import (
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
+	"github.com/knownhq/known/service"
 )
 
 // User is the resolver for the user field.
 func (r *conversationResolver) User(ctx context.Context, obj *known.Conversation) (*known.User, error) {
-	return nil, notYet("user")
+	return r.Service.ConversationUser(ctx, obj)
 }
 
 // VisitorID is the resolver for the visitorId field.
@@ -25,27 +26,71 @@ func (r *conversationResolver) VisitorID(ctx context.Context, obj *known.Convers
 
 // Messages is the resolver for the messages field.
 func (r *conversationResolver) Messages(ctx context.Context, obj *known.Conversation, first *int, after *string) (*model.MessageConnection, error) {
-	return nil, notYet("messages")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	ms, more, err := r.Service.Messages(ctx, obj, page)
+	if err != nil {
+		return nil, err
+	}
+	return messageConnection(ms, more), nil
 }
 
 // LastMessage is the resolver for the lastMessage field.
 func (r *conversationResolver) LastMessage(ctx context.Context, obj *known.Conversation) (*known.Message, error) {
-	return nil, notYet("lastMessage")
+	ms, _, err := r.Service.Messages(ctx, obj, known.Page{First: 1})
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	return ms[0], nil
 }
 
 // ReplyToConversation is the resolver for the replyToConversation field.
 func (r *mutationResolver) ReplyToConversation(ctx context.Context, input model.ReplyToConversationInput) (*model.ReplyToConversationPayload, error) {
-	return nil, notYet("replyToConversation")
+	raw, err := inputID([]string{"input", "conversationId"}, known.KindConversation, input.ConversationID)
+	var m *known.Message
+	if err == nil {
+		m, err = r.Service.ReplyToConversation(ctx, known.ConversationID(raw), input.Body)
+	}
+	m, ues, err := result(m, err)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ReplyToConversationPayload{Message: m, UserErrors: ues}, nil
 }
 
 // Conversation is the resolver for the conversation field.
 func (r *queryResolver) Conversation(ctx context.Context, id string) (*known.Conversation, error) {
-	return nil, notYet("conversation")
+	raw, err := parseID([]string{"id"}, known.KindConversation, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Service.Conversation(ctx, known.ConversationID(raw))
 }
 
 // Conversations is the resolver for the conversations field.
 func (r *queryResolver) Conversations(ctx context.Context, first *int, after *string, filter *model.ConversationFilter) (*model.ConversationConnection, error) {
-	return nil, notYet("conversations")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	var f service.ConversationFilter
+	if filter != nil {
+		f.Status = filter.Status
+		if filter.UserID != nil {
+			raw, err := parseID([]string{"filter", "userId"}, known.KindUser, *filter.UserID)
+			if err != nil {
+				return nil, err
+			}
+			f.UserID = ptr(known.UserID(raw))
+		}
+	}
+	cs, more, err := r.Service.Conversations(ctx, f, page)
+	if err != nil {
+		return nil, err
+	}
+	return conversationConnection(cs, more), nil
 }
 
 // Conversation returns graph.ConversationResolver implementation.

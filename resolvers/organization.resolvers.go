@@ -15,17 +15,37 @@ import (
 
 // Users is the resolver for the users field.
 func (r *organizationResolver) Users(ctx context.Context, obj *known.Organization, first *int, after *string) (*model.UserConnection, error) {
-	return nil, notYet("users")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	us, more, err := r.Service.LinkedUsers(ctx, nil, &obj.ID, page)
+	if err != nil {
+		return nil, err
+	}
+	return userConnection(us, more), nil
 }
 
 // Organization is the resolver for the organization field.
 func (r *queryResolver) Organization(ctx context.Context, id string) (*known.Organization, error) {
-	return nil, notYet("organization")
+	raw, err := parseID([]string{"id"}, known.KindOrganization, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Service.Organization(ctx, known.OrganizationID(raw))
 }
 
 // Organizations is the resolver for the organizations field.
 func (r *queryResolver) Organizations(ctx context.Context, first *int, after *string) (*model.OrganizationConnection, error) {
-	return nil, notYet("organizations")
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	os, more, err := r.Service.Organizations(ctx, page)
+	if err != nil {
+		return nil, err
+	}
+	return organizationConnection(os, more), nil
 }
 
 // Organization returns graph.OrganizationResolver implementation.

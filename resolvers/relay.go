@@ -2,6 +2,7 @@ package resolvers
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 
 	"github.com/knownhq/known"
@@ -103,4 +104,78 @@ func conversationIDs(ids []known.ConversationID) []string {
 		out[i] = known.GlobalID(known.KindConversation, string(id))
 	}
 	return out
+}
+
+// result splits a service call's outcome for a mutation payload: the value (zero when the
+// input was rejected), the user errors, and an error that fails the whole operation.
+func result[T any](v T, err error) (T, []*model.UserError, error) {
+	ues, err := userErrors(err)
+	var zero T
+	if err != nil || len(ues) > 0 {
+		return zero, ues, err
+	}
+	return v, ues, nil
+}
+
+func companyConnection(cs []*known.Company, more bool) *model.CompanyConnection {
+	edges, info := connect(cs, more, func(c *known.Company) string { return string(c.ID) },
+		func(cur string, c *known.Company) *model.CompanyEdge { return &model.CompanyEdge{Cursor: cur, Node: c} })
+	return &model.CompanyConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+func organizationConnection(os []*known.Organization, more bool) *model.OrganizationConnection {
+	edges, info := connect(os, more, func(o *known.Organization) string { return string(o.ID) },
+		func(cur string, o *known.Organization) *model.OrganizationEdge {
+			return &model.OrganizationEdge{Cursor: cur, Node: o}
+		})
+	return &model.OrganizationConnection{Edges: edges, Nodes: os, PageInfo: info}
+}
+
+func conversationConnection(cs []*known.Conversation, more bool) *model.ConversationConnection {
+	edges, info := connect(cs, more, func(c *known.Conversation) string { return string(c.ID) },
+		func(cur string, c *known.Conversation) *model.ConversationEdge {
+			return &model.ConversationEdge{Cursor: cur, Node: c}
+		})
+	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {
+	edges, info := connect(ms, more, func(m *known.Message) string { return string(m.ID) },
+		func(cur string, m *known.Message) *model.MessageEdge { return &model.MessageEdge{Cursor: cur, Node: m} })
+	return &model.MessageConnection{Edges: edges, Nodes: ms, PageInfo: info}
+}
+
+func eventConnection(es []*known.Event, more bool) *model.EventConnection {
+	edges, info := connect(es, more, func(e *known.Event) string { return string(e.ID) },
+		func(cur string, e *known.Event) *model.EventEdge { return &model.EventEdge{Cursor: cur, Node: e} })
+	return &model.EventConnection{Edges: edges, Nodes: es, PageInfo: info}
+}
+
+// slicePage pages a short list held in memory (a user's companies or organizations) the way
+// the store pages a collection: after the item whose id is the cursor, first items.
+func slicePage[T any](items []T, id func(T) string, page known.Page) ([]T, bool) {
+	start := 0
+	if page.After != "" {
+		for i, it := range items {
+			if id(it) == page.After {
+				start = i + 1
+				break
+			}
+		}
+	}
+	items = items[start:]
+	if len(items) > page.First {
+		return items[:page.First], true
+	}
+	return items, false
+}
+
+// listPage checks a page request against the service's rule for first, for lists the
+// resolvers page themselves.
+func listPage(first *int, after *string) (known.Page, error) {
+	page, err := pageArgs(first, after)
+	if err == nil && (page.First < 1 || page.First > 100) {
+		err = &known.Error{Code: known.BadUserInput, Message: fmt.Sprintf("first must be between 1 and 100, not %d", page.First), Field: []string{"first"}}
+	}
+	return page, err
 }

@@ -36,6 +36,12 @@ func (r *queryResolver) Node(ctx context.Context, id string) (known.Node, error)
 	switch kind {
 	case known.KindUser:
 		return r.Service.User(ctx, known.UserID(raw))
+	case known.KindOrganization:
+		return r.Service.Organization(ctx, known.OrganizationID(raw))
+	case known.KindCompany:
+		return r.Service.Company(ctx, known.CompanyID(raw))
+	case known.KindConversation:
+		return r.Service.Conversation(ctx, known.ConversationID(raw))
 	case known.KindProject:
 		p, err := r.Service.Project(ctx)
 		if err != nil {

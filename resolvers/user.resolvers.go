@@ -107,22 +107,48 @@ func (r *userResolver) VisitorIds(ctx context.Context, obj *known.User) ([]strin
 
 // Organizations is the resolver for the organizations field.
 func (r *userResolver) Organizations(ctx context.Context, obj *known.User, first *int, after *string) (*model.OrganizationConnection, error) {
-	return &model.OrganizationConnection{Edges: []*model.OrganizationEdge{}, Nodes: []*known.Organization{}, PageInfo: &model.PageInfo{}}, nil
+	page, err := listPage(first, after)
+	if err != nil {
+		return nil, err
+	}
+	os, err := r.Service.UserOrganizations(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	os, more := slicePage(os, func(o *known.Organization) string { return string(o.ID) }, page)
+	return organizationConnection(os, more), nil
 }
 
 // Companies is the resolver for the companies field.
 func (r *userResolver) Companies(ctx context.Context, obj *known.User, first *int, after *string) (*model.CompanyConnection, error) {
-	return &model.CompanyConnection{Edges: []*model.CompanyEdge{}, Nodes: []*known.Company{}, PageInfo: &model.PageInfo{}}, nil
+	page, err := listPage(first, after)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := r.Service.UserCompanies(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	cs, more := slicePage(cs, func(c *known.Company) string { return string(c.ID) }, page)
+	return companyConnection(cs, more), nil
 }
 
 // ActiveCompany is the resolver for the activeCompany field.
 func (r *userResolver) ActiveCompany(ctx context.Context, obj *known.User) (*known.Company, error) {
-	return nil, nil
+	return r.Service.ActiveCompany(ctx, obj)
 }
 
 // Conversations is the resolver for the conversations field.
 func (r *userResolver) Conversations(ctx context.Context, obj *known.User, first *int, after *string) (*model.ConversationConnection, error) {
-	return &model.ConversationConnection{Edges: []*model.ConversationEdge{}, Nodes: []*known.Conversation{}, PageInfo: &model.PageInfo{}}, nil
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	cs, more, err := r.Service.UserConversations(ctx, obj, page)
+	if err != nil {
+		return nil, err
+	}
+	return conversationConnection(cs, more), nil
 }
 
 // ConversationIds is the resolver for the conversationIds field.
@@ -136,7 +162,15 @@ func (r *userResolver) ConversationIds(ctx context.Context, obj *known.User) ([]
 
 // Events is the resolver for the events field.
 func (r *userResolver) Events(ctx context.Context, obj *known.User, first *int, after *string) (*model.EventConnection, error) {
-	return &model.EventConnection{Edges: []*model.EventEdge{}, Nodes: []*known.Event{}, PageInfo: &model.PageInfo{}}, nil
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	es, more, err := r.Service.Events(ctx, &obj.ID, nil, page)
+	if err != nil {
+		return nil, err
+	}
+	return eventConnection(es, more), nil
 }
 
 // ExternalProfile is the resolver for the externalProfile field.

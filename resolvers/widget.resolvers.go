@@ -7,56 +7,151 @@ package resolvers
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
+	"github.com/knownhq/known/service"
 )
 
 // Identify is the resolver for the identify field.
 func (r *mutationResolver) Identify(ctx context.Context, input model.IdentifyInput) (*model.IdentifyPayload, error) {
-	return nil, notYet("identify")
+	in := service.IdentifyInput{
+		AppID: input.AppID, VisitorID: input.VisitorID, UserID: input.UserID, Email: input.Email, Name: input.Name,
+		FirstName: input.FirstName, LastName: input.LastName, PhoneNumber: input.PhoneNumber, AvatarURL: input.AvatarURL,
+		Metadata: input.Metadata, CompanyIDs: input.CompanyIds, StageMode: input.StageMode,
+		UserHash: input.UserHash, JWT: input.Jwt, IdentificationToken: input.IdentificationToken,
+	}
+	if c := input.Company; c != nil {
+		in.Company = &service.CompanyInput{ID: c.ID, Name: c.Name, Stage: c.Stage, Metadata: c.Metadata}
+	}
+	s, ues, err := result(r.Service.Identify(ctx, in))
+	if err != nil {
+		return nil, err
+	}
+	return &model.IdentifyPayload{Session: s, UserErrors: ues}, nil
 }
 
 // SetUser is the resolver for the setUser field.
 func (r *mutationResolver) SetUser(ctx context.Context, input model.SetUserInput) (*model.SetUserPayload, error) {
-	return nil, notYet("setUser")
+	in := service.SetUserInput{AppID: input.AppID, ID: input.ID, Email: input.Email, Name: input.Name,
+		AvatarURL: input.AvatarURL, Attrs: input.Attrs, JWT: input.Jwt, UserHash: input.UserHash}
+	if input.Organizations != nil {
+		in.Organizations = make([]service.OrganizationInput, len(input.Organizations))
+		for i, o := range input.Organizations {
+			in.Organizations[i] = service.OrganizationInput{ID: o.ID, Name: o.Name, Attrs: o.Attrs}
+		}
+	}
+	s, ues, err := result(r.Service.SetUser(ctx, in))
+	if err != nil {
+		return nil, err
+	}
+	return &model.SetUserPayload{Session: s, UserErrors: ues}, nil
 }
 
 // SetProperties is the resolver for the setProperties field.
 func (r *mutationResolver) SetProperties(ctx context.Context, input model.SetPropertiesInput) (*model.SetPropertiesPayload, error) {
-	return nil, notYet("setProperties")
+	s, ues, err := result(r.Service.SetProperties(ctx, input.AppID, input.Properties))
+	if err != nil {
+		return nil, err
+	}
+	return &model.SetPropertiesPayload{Session: s, UserErrors: ues}, nil
 }
 
 // Track is the resolver for the track field.
 func (r *mutationResolver) Track(ctx context.Context, input model.TrackInput) (*model.TrackPayload, error) {
-	return nil, notYet("track")
+	e, ues, err := result(r.Service.Track(ctx, service.TrackInput{AppID: input.AppID, Event: input.Event,
+		Properties: input.Properties, CompanyID: input.CompanyID, OccurredAt: input.OccurredAt}))
+	if err != nil {
+		return nil, err
+	}
+	return &model.TrackPayload{Event: e, UserErrors: ues}, nil
 }
 
 // SetStage is the resolver for the setStage field.
 func (r *mutationResolver) SetStage(ctx context.Context, input model.SetStageInput) (*model.SetStagePayload, error) {
-	return nil, notYet("setStage")
+	c, ues, err := result(r.Service.SetStage(ctx, input.AppID, input.Stage, input.CompanyID, input.StageMode))
+	if err != nil {
+		return nil, err
+	}
+	return &model.SetStagePayload{Company: c, UserErrors: ues}, nil
 }
 
 // SetDeal is the resolver for the setDeal field.
 func (r *mutationResolver) SetDeal(ctx context.Context, input model.SetDealInput) (*model.SetDealPayload, error) {
-	return nil, notYet("setDeal")
+	c, ues, err := result(r.Service.SetDeal(ctx, service.SetDealInput{AppID: input.AppID, CompanyID: input.CompanyID,
+		Name: input.Name, Amount: input.Amount, Currency: input.Currency, Stage: input.Stage, Status: input.Status}))
+	if err != nil {
+		return nil, err
+	}
+	return &model.SetDealPayload{Company: c, UserErrors: ues}, nil
 }
 
 // StartConversation is the resolver for the startConversation field.
 func (r *mutationResolver) StartConversation(ctx context.Context, input model.StartConversationInput) (*model.StartConversationPayload, error) {
-	return nil, notYet("startConversation")
+	c, ues, err := result(r.Service.StartConversation(ctx, input.AppID, input.Body))
+	if err != nil {
+		return nil, err
+	}
+	return &model.StartConversationPayload{Conversation: c, UserErrors: ues}, nil
 }
 
 // SendMessage is the resolver for the sendMessage field.
 func (r *mutationResolver) SendMessage(ctx context.Context, input model.SendMessageInput) (*model.SendMessagePayload, error) {
-	return nil, notYet("sendMessage")
+	raw, err := inputID([]string{"input", "conversationId"}, known.KindConversation, input.ConversationID)
+	var m *known.Message
+	if err == nil {
+		m, err = r.Service.SendMessage(ctx, input.AppID, known.ConversationID(raw), input.Body)
+	}
+	m, ues, err := result(m, err)
+	if err != nil {
+		return nil, err
+	}
+	return &model.SendMessagePayload{Message: m, UserErrors: ues}, nil
 }
 
 // ResetSession is the resolver for the resetSession field.
 func (r *mutationResolver) ResetSession(ctx context.Context) (*model.ResetSessionPayload, error) {
-	return nil, notYet("resetSession")
+	s, ues, err := result(r.Service.ResetSession(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &model.ResetSessionPayload{Session: s, UserErrors: ues}, nil
 }
 
 // Session is the resolver for the session field.
-func (r *queryResolver) Session(ctx context.Context) (*model.WidgetSession, error) {
-	return nil, notYet("session")
+func (r *queryResolver) Session(ctx context.Context) (*known.Session, error) {
+	return r.Service.Session(ctx)
 }
+
+// VisitorID is the resolver for the visitorId field.
+func (r *widgetSessionResolver) VisitorID(ctx context.Context, obj *known.Session) (string, error) {
+	panic(fmt.Errorf("not implemented: VisitorID - visitorId"))
+}
+
+// UserID is the resolver for the userId field.
+func (r *widgetSessionResolver) UserID(ctx context.Context, obj *known.Session) (*string, error) {
+	if obj.Anonymous() || obj.UserID == nil {
+		return nil, nil
+	}
+	return ptr(known.GlobalID(known.KindUser, string(*obj.UserID))), nil
+}
+
+// Conversations is the resolver for the conversations field.
+func (r *widgetSessionResolver) Conversations(ctx context.Context, obj *known.Session, first *int, after *string) (*model.ConversationConnection, error) {
+	page, err := pageArgs(first, after)
+	if err != nil {
+		return nil, err
+	}
+	cs, more, err := r.Service.SessionConversations(ctx, obj, page)
+	if err != nil {
+		return nil, err
+	}
+	return conversationConnection(cs, more), nil
+}
+
+// WidgetSession returns graph.WidgetSessionResolver implementation.
+func (r *Resolver) WidgetSession() graph.WidgetSessionResolver { return &widgetSessionResolver{r} }
+
+type widgetSessionResolver struct{ *Resolver }

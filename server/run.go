@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
+	go sweepSessions(ctx, log, svc)
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
@@ -112,4 +114,23 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 		return zerolog.Nop(), fmt.Errorf("KNOWN_LOG_LEVEL: %q is not debug, info, warn or error", level)
 	}
 	return zerolog.New(w).Level(l).With().Timestamp().Logger(), nil
+}
+
+// sweepSessions deletes expired widget sessions every hour until ctx is done: the store has
+// no TTL index that both MongoDB and FerretDB honour.
+func sweepSessions(ctx context.Context, log zerolog.Logger, svc *service.Service) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := svc.SweepSessions(ctx); err != nil {
+				log.Warn().Err(err).Msg("sweeping expired widget sessions")
+			} else if n > 0 {
+				log.Info().Int64("deleted", n).Msg("swept expired widget sessions")
+			}
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/secret"
+	"github.com/knownhq/known/session"
 	"github.com/knownhq/known/store"
 )
 
@@ -38,6 +39,7 @@ type Service struct {
 	adminToken string
 	now        func() time.Time
 	limiter    Limiter
+	signer     *session.Signer
 }
 
 // New returns a Service on st.
@@ -46,7 +48,8 @@ func New(st *store.Store, opts Options) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter}
+	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
+		signer: session.NewSigner(opts.Secret)}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }

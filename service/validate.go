@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"math"
 	"net/mail"
+	"net/url"
 	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -219,4 +223,95 @@ func checkPage(p known.Page) error {
 		return &known.Error{Code: known.BadUserInput, Message: fmt.Sprintf("first must be between 1 and 100, not %d", p.First), Field: []string{"first"}}
 	}
 	return nil
+}
+
+// MaxCompanyIDs bounds identify's companyIds.
+const MaxCompanyIDs = 50
+
+func lower(s string) string { return strings.ToLower(s) }
+
+// httpsURL checks an optional URL that must be absolute https (API.md §7: avatarUrl).
+func (v *validator) httpsURL(field []string, s *string) *string {
+	u := v.optString(field, s)
+	if u == nil {
+		return nil
+	}
+	parsed, err := url.Parse(*u)
+	if err != nil || parsed.Scheme != "https" || parsed.Host == "" || parsed.User != nil {
+		v.add(field, known.Invalid, "%s must be an https:// URL", fieldName(field))
+		return nil
+	}
+	return u
+}
+
+// jsonPatch checks a JSON object that is merged into stored metadata: keys with null values
+// are removed (unset), the others set. The limits of §7 apply to the object as sent.
+func (v *validator) jsonPatch(field []string, m map[string]any) (set map[string]any, unset []string) {
+	obj := v.jsonObject(field, m)
+	for k, val := range obj {
+		if val == nil {
+			unset = append(unset, k)
+			continue
+		}
+		if set == nil {
+			set = map[string]any{}
+		}
+		set[k] = val
+	}
+	sort.Strings(unset)
+	return set, unset
+}
+
+// idList checks a list of the customer's ids: each non-blank and at most MaxString long,
+// duplicates dropped, at most max of them.
+func (v *validator) idList(field []string, ids []string, max int) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i, id := range ids {
+		t := v.optString(append(slices.Clone(field), strconv.Itoa(i)), &id)
+		if t == nil {
+			if len(v.errs) == 0 || !equalPath(v.errs[len(v.errs)-1].Field, append(slices.Clone(field), strconv.Itoa(i))) {
+				v.add(append(slices.Clone(field), strconv.Itoa(i)), known.Invalid, "an id must not be blank")
+			}
+			continue
+		}
+		if !seen[*t] {
+			seen[*t] = true
+			out = append(out, *t)
+		}
+	}
+	if len(out) > max {
+		v.add(field, known.LimitExceeded, "%s has %d ids; the limit is %d", fieldName(field), len(out), max)
+		return nil
+	}
+	return out
+}
+
+// organizations checks setUser's organizations: each with an id and a name, attrs within the
+// limits; deduplicated by id (the last entry for an id wins, in the place of its first);
+// at most MaxOrgsOfUser.
+func (v *validator) organizations(field []string, orgs []OrganizationInput) []OrganizationInput {
+	out := []OrganizationInput{}
+	index := map[string]int{}
+	for i, o := range orgs {
+		at := append(slices.Clone(field), strconv.Itoa(i))
+		id := v.requiredString(append(slices.Clone(at), "id"), o.ID)
+		name := v.requiredString(append(slices.Clone(at), "name"), o.Name)
+		attrs := v.jsonObject(append(slices.Clone(at), "attrs"), o.Attrs)
+		if id == "" {
+			continue
+		}
+		clean := OrganizationInput{ID: id, Name: name, Attrs: attrs}
+		if j, ok := index[id]; ok {
+			out[j] = clean
+			continue
+		}
+		index[id] = len(out)
+		out = append(out, clean)
+	}
+	if len(out) > MaxOrgsOfUser {
+		v.add(field, known.LimitExceeded, "%d organizations; a user belongs to at most %d", len(out), MaxOrgsOfUser)
+		return nil
+	}
+	return out
 }

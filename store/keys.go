@@ -66,6 +66,13 @@ func (s *Store) ClaimKey(ctx context.Context, p known.ProjectID, k IdentityKey, 
 	return err
 }
 
+// ClaimIdentities makes user owner the owner of every key, or of none: when one is taken it
+// returns a *KeyTakenError.
+func (s *Store) ClaimIdentities(ctx context.Context, p known.ProjectID, owner known.UserID, keys []IdentityKey) error {
+	_, err := s.claimKeys(ctx, p, keys, string(owner), s.userOwns)
+	return err
+}
+
 // claimKeys claims every key for owner, or none: on the first taken key it releases what it
 // claimed and returns a *KeyTakenError. It returns the ids of the keys it newly claimed.
 func (s *Store) claimKeys(ctx context.Context, p known.ProjectID, keys []IdentityKey, owner string, owns ownsFunc) ([]string, error) {

@@ -11,7 +11,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// UserUpdate changes some fields of a user; nil fields stay as they are. Each update is one
+// UserUpdate changes some fields of a user; nil fields stay as they are, and a pointer to ""
+// removes the field. Each update is one
 // atomic write to the user document, so concurrent updates of different fields (and of
 // different metadata keys) all land.
 type UserUpdate struct {
@@ -46,8 +47,13 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 		"name": up.Name, "firstName": up.FirstName, "lastName": up.LastName, "avatarUrl": up.AvatarURL,
 		"verificationMethod": up.VerificationMethod, "activeCompanyId": up.ActiveCompanyID,
 	}
+	unset := bson.M{}
 	for field, v := range str {
-		if v != nil {
+		switch {
+		case v == nil:
+		case *v == "":
+			unset[field] = ""
+		default:
 			set[field] = *v
 		}
 	}
@@ -69,12 +75,11 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 	for k, v := range up.Metadata {
 		set["metadata."+k] = v
 	}
+	for _, k := range up.MetadataUnset {
+		unset["metadata."+k] = ""
+	}
 	doc := bson.M{"$set": set}
-	if len(up.MetadataUnset) > 0 {
-		unset := bson.M{}
-		for _, k := range up.MetadataUnset {
-			unset["metadata."+k] = ""
-		}
+	if len(unset) > 0 {
 		doc["$unset"] = unset
 	}
 	add := bson.M{}

@@ -247,7 +247,7 @@ type IdentifyInput struct {
 // The result of `identify`.
 type IdentifyPayload struct {
 	// The visitor's session, with the token for later calls; null when `userErrors` is non-empty.
-	Session *WidgetSession `json:"session,omitempty"`
+	Session *known.Session `json:"session,omitempty"`
 	// Why the input was rejected; empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
@@ -349,7 +349,7 @@ type ReplyToConversationPayload struct {
 // The result of `resetSession`.
 type ResetSessionPayload struct {
 	// The fresh anonymous session, with a new token; null when `userErrors` is non-empty.
-	Session *WidgetSession `json:"session,omitempty"`
+	Session *known.Session `json:"session,omitempty"`
 	// Why the call was rejected; empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
@@ -419,7 +419,7 @@ type SetPropertiesInput struct {
 // The result of `setProperties`.
 type SetPropertiesPayload struct {
 	// The visitor's session; null when `userErrors` is non-empty.
-	Session *WidgetSession `json:"session,omitempty"`
+	Session *known.Session `json:"session,omitempty"`
 	// Why the input was rejected; empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
@@ -469,7 +469,7 @@ type SetUserInput struct {
 // The result of `setUser`.
 type SetUserPayload struct {
 	// The visitor's session, with the token for later calls; null when `userErrors` is non-empty.
-	Session *WidgetSession `json:"session,omitempty"`
+	Session *known.Session `json:"session,omitempty"`
 	// Why the input was rejected; empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
@@ -616,26 +616,6 @@ type UserSearchResult struct {
 	User *known.User `json:"user"`
 	// The global ids of the user's conversations.
 	ConversationIds []string `json:"conversationIds"`
-}
-
-// A widget visitor's session. Send `token` in the `X-Widget-Session` header on every later widget call.
-type WidgetSession struct {
-	// The session token, signed by Known: send it as `X-Widget-Session: <token>` on later widget calls.
-	Token string `json:"token"`
-	// The visitor's id, trusted only inside this session's token.
-	VisitorID string `json:"visitorId"`
-	// Known's global id of the identified user (not the customer's own id); null while anonymous.
-	UserID *string `json:"userId,omitempty"`
-	// Whether the session has no identified user.
-	Anonymous bool `json:"anonymous"`
-	// Whether the session's identity was proven by `userHash`, `jwt` or `identificationToken`.
-	Verified bool `json:"verified"`
-	// How the session's identity was proven; null while not verified.
-	VerificationMethod *known.VerificationMethod `json:"verificationMethod,omitempty"`
-	// When the token stops being accepted; after that, start again with `appId`.
-	ExpiresAt time.Time `json:"expiresAt"`
-	// The conversations this session may read, newest first: all of the user's when verified, otherwise only this visitor's own.
-	Conversations *ConversationConnection `json:"conversations"`
 }
 
 // The outcome of a fetch from the user-data endpoint.

@@ -1,0 +1,218 @@
+package service
+
+import (
+	"context"
+
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/store"
+)
+
+// The dashboard's reads: each needs the project's secret key (UNAUTHENTICATED otherwise) and
+// sees only that project's objects (NOT_FOUND for any other's). Lists take a page (first
+// 1–100, BAD_USER_INPUT otherwise) and are newest first.
+
+// listing checks the caller and the page of a dashboard list.
+func listing(ctx context.Context, page known.Page) (known.ProjectID, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return "", err
+	}
+	return p, checkPage(page)
+}
+
+// Conversation returns one of the project's conversations.
+func (s *Service) Conversation(ctx context.Context, id known.ConversationID) (*known.Conversation, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Conversation(ctx, p, id)
+}
+
+// ConversationFilter selects conversations in Conversations.
+type ConversationFilter struct {
+	UserID *known.UserID
+	Status *known.ConversationStatus
+}
+
+// Conversations lists the project's conversations.
+func (s *Service) Conversations(ctx context.Context, f ConversationFilter, page known.Page) ([]*known.Conversation, bool, error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.store.Conversations(ctx, p, store.ConversationFilter{UserID: f.UserID, Status: f.Status}, page)
+}
+
+// UserConversations lists a user's conversations.
+func (s *Service) UserConversations(ctx context.Context, u *known.User, page known.Page) ([]*known.Conversation, bool, error) {
+	return s.Conversations(ctx, ConversationFilter{UserID: &u.ID}, page)
+}
+
+// Messages lists a conversation's messages, for the dashboard or for a widget session that
+// may read the conversation (UNAUTHENTICATED for any other caller).
+func (s *Service) Messages(ctx context.Context, c *known.Conversation, page known.Page) ([]*known.Message, bool, error) {
+	if err := checkPage(page); err != nil {
+		return nil, false, err
+	}
+	if p, err := known.ProjectFromContext(ctx); err != nil || p != c.ProjectID {
+		wc, werr := s.widget(ctx, nil, true)
+		if werr != nil {
+			return nil, false, werr
+		}
+		if !mayRead(wc.session, c) {
+			return nil, false, known.Errorf(known.NotFound, "conversation not found")
+		}
+	}
+	return s.store.Messages(ctx, c.ID, page)
+}
+
+// ReplyToConversation adds an agent's message. User error NOT_FOUND for a conversation of no
+// or another project; INVALID or LIMIT_EXCEEDED for the body.
+func (s *Service) ReplyToConversation(ctx context.Context, id known.ConversationID, body string) (*known.Message, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v validator
+	body = v.body(path("input", "body"), body)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.store.Conversation(ctx, p, id)
+	if known.ErrorCode(err) == known.NotFound {
+		return nil, known.FieldErrorf(path("input", "conversationId"), known.NotFound, "no conversation with this id")
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: p, ConversationID: c.ID, Body: body,
+		Author: known.AuthorAgent, CreatedAt: now}
+	if err := s.store.AddMessage(ctx, m); err != nil {
+		return nil, err
+	}
+	return m, s.store.TouchConversation(ctx, c.ID, now)
+}
+
+// ConversationUser returns a conversation's user, or nil.
+func (s *Service) ConversationUser(ctx context.Context, c *known.Conversation) (*known.User, error) {
+	if c.UserID == nil {
+		return nil, nil
+	}
+	return s.optional(s.User(ctx, *c.UserID))
+}
+
+// optional turns NOT_FOUND into nil: for references whose object may have been deleted.
+func (s *Service) optional(u *known.User, err error) (*known.User, error) {
+	if known.ErrorCode(err) == known.NotFound {
+		return nil, nil
+	}
+	return u, err
+}
+
+// Organization returns one of the project's organizations.
+func (s *Service) Organization(ctx context.Context, id known.OrganizationID) (*known.Organization, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Organization(ctx, p, id)
+}
+
+// Organizations lists the project's organizations.
+func (s *Service) Organizations(ctx context.Context, page known.Page) ([]*known.Organization, bool, error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.store.Organizations(ctx, p, page)
+}
+
+// Company returns one of the project's companies.
+func (s *Service) Company(ctx context.Context, id known.CompanyID) (*known.Company, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Company(ctx, p, id)
+}
+
+// Companies lists the project's companies.
+func (s *Service) Companies(ctx context.Context, page known.Page) ([]*known.Company, bool, error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.store.Companies(ctx, p, page)
+}
+
+// UserCompanies returns a user's companies (at most a page of them, in link order).
+func (s *Service) UserCompanies(ctx context.Context, u *known.User) ([]*known.Company, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.store.CompaniesByIDs(ctx, p, u.CompanyIDs)
+	return inOrder(cs, u.CompanyIDs, func(c *known.Company) known.CompanyID { return c.ID }), err
+}
+
+// UserOrganizations returns a user's organizations, in the order setUser sent them.
+func (s *Service) UserOrganizations(ctx context.Context, u *known.User) ([]*known.Organization, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	os, err := s.store.OrganizationsByIDs(ctx, p, u.OrganizationIDs)
+	return inOrder(os, u.OrganizationIDs, func(o *known.Organization) known.OrganizationID { return o.ID }), err
+}
+
+// inOrder sorts items into the order of ids.
+func inOrder[T any, ID comparable](items []T, ids []ID, id func(T) ID) []T {
+	byID := make(map[ID]T, len(items))
+	for _, it := range items {
+		byID[id(it)] = it
+	}
+	out := make([]T, 0, len(items))
+	for _, i := range ids {
+		if it, ok := byID[i]; ok {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// ActiveCompany returns a user's active company, or nil.
+func (s *Service) ActiveCompany(ctx context.Context, u *known.User) (*known.Company, error) {
+	if u.ActiveCompanyID == nil {
+		return nil, nil
+	}
+	c, err := s.Company(ctx, *u.ActiveCompanyID)
+	if known.ErrorCode(err) == known.NotFound {
+		return nil, nil
+	}
+	return c, err
+}
+
+// LinkedUsers lists the users linked to a company or an organization (one of the two ids set).
+func (s *Service) LinkedUsers(ctx context.Context, company *known.CompanyID, org *known.OrganizationID, page known.Page) ([]*known.User, bool, error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.store.Users(ctx, p, store.UserFilter{CompanyID: company, OrganizationID: org}, page)
+}
+
+// Events lists the events of a user or a company (one of the two ids set).
+func (s *Service) Events(ctx context.Context, user *known.UserID, company *known.CompanyID, page known.Page) ([]*known.Event, bool, error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, false, err
+	}
+	return s.store.Events(ctx, p, store.EventFilter{UserID: user, CompanyID: company}, page)
+}
+
+// EventUser returns the user of an event, or nil when it is gone.
+func (s *Service) EventUser(ctx context.Context, id known.UserID) (*known.User, error) {
+	return s.optional(s.User(ctx, id))
+}
