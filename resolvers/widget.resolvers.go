@@ -7,7 +7,6 @@ package resolvers
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/graph"
@@ -127,7 +126,7 @@ func (r *queryResolver) Session(ctx context.Context) (*known.Session, error) {
 
 // VisitorID is the resolver for the visitorId field.
 func (r *widgetSessionResolver) VisitorID(ctx context.Context, obj *known.Session) (string, error) {
-	panic(fmt.Errorf("not implemented: VisitorID - visitorId"))
+	return string(obj.VisitorID), nil
 }
 
 // UserID is the resolver for the userId field.
