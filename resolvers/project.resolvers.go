@@ -11,11 +11,20 @@ import (
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
+	"github.com/knownhq/known/service"
 )
 
 // UpdateProject is the resolver for the updateProject field.
 func (r *mutationResolver) UpdateProject(ctx context.Context, input model.UpdateProjectInput) (*model.UpdateProjectPayload, error) {
-	return nil, notYet("updateProject")
+	if input.UserDataEndpoint != nil {
+		return nil, notYet("userDataEndpoint")
+	}
+	p, ues, err := result(r.Service.UpdateProject(ctx, service.UpdateProjectInput{Name: input.Name,
+		RequireVerification: input.RequireVerification, StageMode: input.StageMode, AllowedOrigins: input.AllowedOrigins}))
+	if err != nil {
+		return nil, err
+	}
+	return &model.UpdateProjectPayload{Project: p, UserErrors: ues}, nil
 }
 
 // RotateIdentitySecret is the resolver for the rotateIdentitySecret field.

@@ -2,10 +2,15 @@ package service
 
 import (
 	"context"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/secret"
+	"github.com/knownhq/known/store"
 )
 
 // NewProject is a project just made, with the two secrets shown to its owner this once.
@@ -73,4 +78,73 @@ func (s *Service) Project(ctx context.Context) (*known.Project, error) {
 		return nil, err
 	}
 	return s.store.Project(ctx, p)
+}
+
+// UpdateProjectInput changes project settings; nil fields stay as they are.
+type UpdateProjectInput struct {
+	Name                *string
+	RequireVerification *bool
+	StageMode           *known.StageMode
+	// AllowedOrigins replaces the origins widget calls may come from (empty: any origin).
+	AllowedOrigins []string
+}
+
+// MaxAllowedOrigins bounds a project's allowedOrigins.
+const MaxAllowedOrigins = 50
+
+// UpdateProject changes the caller's project. Each allowed origin must be an origin as
+// browsers send it (scheme://host[:port], no path). User errors: INVALID, LIMIT_EXCEEDED.
+func (s *Service) UpdateProject(ctx context.Context, in UpdateProjectInput) (*known.Project, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v validator
+	up := store.ProjectUpdate{RequireVerification: in.RequireVerification, StageMode: in.StageMode, UpdatedAt: s.clock()}
+	if in.Name != nil {
+		name := v.requiredString(path("input", "name"), *in.Name)
+		up.Name = &name
+	}
+	if in.AllowedOrigins != nil {
+		origins := []string{}
+		for i, o := range in.AllowedOrigins {
+			field := path("input", "allowedOrigins", strconv.Itoa(i))
+			if origin, ok := canonicalOrigin(o); ok {
+				if !slices.Contains(origins, origin) {
+					origins = append(origins, origin)
+				}
+			} else {
+				v.add(field, known.Invalid, "%q is not an origin like https://shop.example.com", truncate(o))
+			}
+		}
+		if len(origins) > MaxAllowedOrigins {
+			v.add(path("input", "allowedOrigins"), known.LimitExceeded, "%d origins; the limit is %d", len(origins), MaxAllowedOrigins)
+		}
+		up.AllowedOrigins = &origins
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return s.store.UpdateProject(ctx, p, up)
+}
+
+// canonicalOrigin returns o as browsers send it in the Origin header: lowercase scheme and
+// host, no default port, no path.
+func canonicalOrigin(o string) (string, bool) {
+	u, err := url.Parse(strings.TrimSpace(o))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || len(o) > MaxString {
+		return "", false
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		port = ""
+	}
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return u.Scheme + "://" + host, true
 }

@@ -60,7 +60,7 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 	if err != nil {
 		return nil, err
 	}
-	if client.Origin != "" && len(p.AllowedOrigins) > 0 && !slices.Contains(p.AllowedOrigins, client.Origin) {
+	if origin, _ := canonicalOrigin(client.Origin); client.Origin != "" && len(p.AllowedOrigins) > 0 && !slices.Contains(p.AllowedOrigins, origin) {
 		return nil, known.Errorf(known.Forbidden, "this app does not accept widget calls from origin %s", truncate(client.Origin))
 	}
 	wc.project = p

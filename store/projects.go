@@ -7,6 +7,7 @@ import (
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 type projectDoc struct {
@@ -111,4 +112,40 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// ProjectUpdate changes project settings; nil fields stay as they are.
+type ProjectUpdate struct {
+	Name                *string
+	RequireVerification *bool
+	StageMode           *known.StageMode
+	AllowedOrigins      *[]string
+	UpdatedAt           time.Time
+}
+
+// UpdateProject applies up to project id and returns the project as it then is.
+func (s *Store) UpdateProject(ctx context.Context, id known.ProjectID, up ProjectUpdate) (*known.Project, error) {
+	set := bson.M{"updatedAt": up.UpdatedAt}
+	if up.Name != nil {
+		set["name"] = *up.Name
+	}
+	if up.RequireVerification != nil {
+		set["requireVerification"] = *up.RequireVerification
+	}
+	if up.StageMode != nil {
+		set["stageMode"] = string(*up.StageMode)
+	}
+	if up.AllowedOrigins != nil {
+		set["allowedOrigins"] = nonNil(*up.AllowedOrigins)
+	}
+	var d projectDoc
+	err := s.projects.FindOneAndUpdate(ctx, bson.M{"_id": string(id)}, bson.M{"$set": set},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	if err != nil {
+		if isNoDocuments(err) {
+			return nil, notFound("project")
+		}
+		return nil, fmt.Errorf("store: updating project: %w", err)
+	}
+	return d.project(), nil
 }
