@@ -37,6 +37,9 @@ type Client struct {
 	Origin string
 	// WidgetToken is the X-Widget-Session header: the widget session token, or "".
 	WidgetToken string
+	// OnProject, when set, is told the project a widget call turned out to be for (the
+	// request's log line reports it).
+	OnProject func(ProjectID)
 }
 
 type clientKey struct{}

@@ -189,6 +189,9 @@ func withClient(next http.Handler) http.Handler {
 			Origin:      r.Header.Get("Origin"),
 			WidgetToken: strings.TrimSpace(r.Header.Get("X-Widget-Session")),
 		}
+		if info := infoFrom(r.Context()); info != nil {
+			c.OnProject = info.setProject
+		}
 		next.ServeHTTP(w, r.WithContext(known.NewContextWithClient(r.Context(), c)))
 	})
 }

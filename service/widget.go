@@ -64,6 +64,9 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 		return nil, known.Errorf(known.Forbidden, "this app does not accept widget calls from origin %s", truncate(client.Origin))
 	}
 	wc.project = p
+	if client.OnProject != nil {
+		client.OnProject(p.ID)
+	}
 	if claims.SessionID != "" {
 		ss, err := s.store.Session(ctx, claims.SessionID, now)
 		if known.ErrorCode(err) == known.NotFound || (err == nil && ss.ProjectID != p.ID) {
@@ -128,7 +131,12 @@ func (s *Service) visitorUser(ctx context.Context, p known.ProjectID, v known.Vi
 // a verified user (VERIFICATION_REQUIRED).
 func (s *Service) sessionUser(ctx context.Context, wc *widgetCall, create bool) (*known.User, error) {
 	ss := wc.session
-	for range 3 {
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return nil, err
+			}
+		}
 		u, err := s.visitorUser(ctx, ss.ProjectID, ss.VisitorID)
 		if err != nil {
 			return nil, err
