@@ -1,6 +1,9 @@
 package known
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 type callerKey struct{}
 
@@ -40,6 +43,32 @@ type Client struct {
 	// OnProject, when set, is told the project a widget call turned out to be for (the
 	// request's log line reports it).
 	OnProject func(ProjectID)
+	// Memo, when set, keeps what one request has worked out already (such as its widget
+	// session), so that fields resolved later in the request do not repeat it.
+	Memo *Memo
+}
+
+// Memo is a request's scratch space, safe for concurrent use.
+type Memo struct {
+	mu sync.Mutex
+	m  map[string]any
+}
+
+// Load returns the value stored under key, or nil.
+func (m *Memo) Load(key string) any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.m[key]
+}
+
+// Store keeps v under key.
+func (m *Memo) Store(key string, v any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string]any{}
+	}
+	m.m[key] = v
 }
 
 type clientKey struct{}

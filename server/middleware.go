@@ -188,6 +188,7 @@ func withClient(next http.Handler) http.Handler {
 			IP:          ip,
 			Origin:      r.Header.Get("Origin"),
 			WidgetToken: strings.TrimSpace(r.Header.Get("X-Widget-Session")),
+			Memo:        &known.Memo{},
 		}
 		if info := infoFrom(r.Context()); info != nil {
 			c.OnProject = info.setProject

@@ -11,6 +11,13 @@ import (
 // sees only that project's objects (NOT_FOUND for any other's). Lists take a page (first
 // 1–100, BAD_USER_INPUT otherwise) and are newest first.
 
+// RequireSecretKey fails with UNAUTHENTICATED unless the caller has the project's secret key:
+// for fields that are dashboard data inside objects a widget may also receive.
+func (s *Service) RequireSecretKey(ctx context.Context) error {
+	_, err := known.ProjectFromContext(ctx)
+	return err
+}
+
 // listing checks the caller and the page of a dashboard list.
 func listing(ctx context.Context, page known.Page) (known.ProjectID, error) {
 	p, err := known.ProjectFromContext(ctx)
@@ -62,6 +69,9 @@ func (s *Service) Messages(ctx context.Context, c *known.Conversation, page know
 		}
 		if !mayRead(wc.session, c) {
 			return nil, false, known.Errorf(known.NotFound, "conversation not found")
+		}
+		if err := s.mayActFor(ctx, wc.session); err != nil {
+			return nil, false, err
 		}
 	}
 	return s.store.Messages(ctx, c.ID, page)

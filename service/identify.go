@@ -78,6 +78,25 @@ type claim struct {
 	logout     bool
 }
 
+// identityField names the input field of the strongest identity the claim asserts.
+func (c *claim) identityField() string {
+	switch {
+	case c.ext != nil:
+		return c.extField
+	case c.emailKey != nil:
+		return "email"
+	}
+	return "phoneNumber"
+}
+
+// metaField names the claim's metadata field: attrs in setUser, metadata in identify.
+func (c *claim) metaField() string {
+	if c.extField == "id" {
+		return "attrs"
+	}
+	return "metadata"
+}
+
 func (c *claim) identified() bool { return c.ext != nil || c.emailKey != nil || c.phone != nil }
 
 // writes reports whether the claim has anything to write to the visitor's record.
@@ -184,6 +203,9 @@ func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*know
 	} else if c.writes() {
 		wc.session = ss
 		u, err = s.sessionUser(ctx, wc, true)
+		if err == nil {
+			err = checkMetadataKeys(path("input", c.metaField()), u.Metadata, c.metaSet, c.metaUnset)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -200,6 +222,7 @@ func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*know
 // returning the user and the session to issue (a new one when the visitor was someone else).
 func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session, c *claim) (*known.User, *known.Session, error) {
 	p := wc.project.ID
+	var ended string // the session replaced by a new visitor's, if any
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			// Another call holds a key this one needs and is still writing its user: give it
@@ -216,19 +239,21 @@ func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session,
 		if err != nil {
 			return nil, nil, err
 		}
+		if target != nil && target.Verified && (!ss.Verified() || ss.UserID == nil || *ss.UserID != target.ID) {
+			return nil, nil, known.FieldErrorf(path("input", c.identityField()), known.VerificationRequired,
+				"this user is verified: identify them with a proof (userHash, jwt or identificationToken)")
+		}
 		if visitor != nil && !visitor.Anonymous() && (target == nil || target.ID != visitor.ID) {
 			// This browser's visitor is someone else: the new identity gets a visitor and a
-			// session of its own, and sees nothing of the other's.
+			// session of its own, and sees nothing of the other's. The old session ends once
+			// the new identity is in place.
 			if ss.ID != "" {
-				if err := s.store.RevokeSession(ctx, ss.ID, wc.now); err != nil {
-					return nil, nil, err
-				}
+				ended = ss.ID
 			}
 			ss, visitor = &known.Session{ProjectID: p, VisitorID: newVisitor()}, nil
 		}
-		if target != nil && target.Verified && !ss.Verified() {
-			return nil, nil, known.FieldErrorf(path("input", c.extField), known.VerificationRequired,
-				"this user is verified: identify them with a proof (userHash, jwt or identificationToken)")
+		if err := checkMetadataKeys(path("input", c.metaField()), metadataOf(target, visitor), c.metaSet, c.metaUnset); err != nil {
+			return nil, nil, err
 		}
 		if !ss.Verified() || (ss.UserID != nil && target != nil && *ss.UserID != target.ID) {
 			ss.Level, ss.Method = known.LevelClaimed, nil
@@ -262,6 +287,11 @@ func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session,
 		}
 		if err != nil {
 			return nil, nil, err
+		}
+		if ended != "" && ended != ss.ID {
+			if err := s.store.RevokeSession(ctx, ended, wc.now); err != nil {
+				return nil, nil, err
+			}
 		}
 		ss.UserID = &u.ID
 		return u, ss, nil
@@ -458,6 +488,18 @@ func (s *Service) linkCompanies(ctx context.Context, wc *widgetCall, c *claim, u
 			return err
 		}
 		up.AddCompanyIDs = append(up.AddCompanyIDs, string(comp.ID))
+	}
+	return nil
+}
+
+// metadataOf returns the metadata a claim's writes will land on: the matched user's, else
+// the visitor's record's (nil when neither exists yet).
+func metadataOf(target, visitor *known.User) map[string]any {
+	switch {
+	case target != nil:
+		return target.Metadata
+	case visitor != nil:
+		return visitor.Metadata
 	}
 	return nil
 }

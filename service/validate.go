@@ -315,3 +315,23 @@ func (v *validator) organizations(field []string, orgs []OrganizationInput) []Or
 	}
 	return out
 }
+
+// checkMetadataKeys refuses (LIMIT_EXCEEDED) a write that would leave stored metadata with
+// more than MaxJSONKeys keys: existing, plus set, less unset.
+func checkMetadataKeys(field []string, existing, set map[string]any, unset []string) error {
+	n := len(existing)
+	for k := range set {
+		if _, ok := existing[k]; !ok {
+			n++
+		}
+	}
+	for _, k := range unset {
+		if _, ok := existing[k]; ok {
+			n--
+		}
+	}
+	if n > MaxJSONKeys {
+		return known.FieldErrorf(field, known.LimitExceeded, "the user's metadata would have %d keys; the limit is %d", n, MaxJSONKeys)
+	}
+	return nil
+}

@@ -30,8 +30,49 @@ type widgetCall struct {
 // (RATE_LIMITED) and, when the project lists allowedOrigins, refused from other origins
 // (FORBIDDEN).
 func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (*widgetCall, error) {
-	now := s.clock()
+	// One request is one widget call, however many of its fields need the caller: it is
+	// authenticated and counted against the rate limit once.
 	client := known.ClientFromContext(ctx)
+	key := "widget"
+	if appID != nil {
+		key += "|" + *appID
+	}
+	if client.Memo != nil {
+		if m, ok := client.Memo.Load(key).(*widgetMemo); ok {
+			if m.err != nil {
+				return nil, m.err
+			}
+			if needSession && m.wc.session == nil {
+				return nil, errNoSession
+			}
+			wc := *m.wc
+			return &wc, nil
+		}
+	}
+	wc, err := s.authenticateWidget(ctx, client, appID)
+	if client.Memo != nil {
+		client.Memo.Store(key, &widgetMemo{wc: wc, err: err})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if needSession && wc.session == nil {
+		return nil, errNoSession
+	}
+	c := *wc
+	return &c, nil
+}
+
+type widgetMemo struct {
+	wc  *widgetCall
+	err error
+}
+
+var errNoSession = known.Errorf(known.Unauthenticated, "this widget operation needs the X-Widget-Session token from identify or setUser")
+
+// authenticateWidget is widget without the memo.
+func (s *Service) authenticateWidget(ctx context.Context, client known.Client, appID *string) (*widgetCall, error) {
+	now := s.clock()
 	wc := &widgetCall{now: now}
 	var claims session.Claims
 	if client.WidgetToken != "" {
@@ -48,7 +89,7 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 		project = *appID
 	}
 	if project == "" {
-		return nil, known.Errorf(known.Unauthenticated, "this widget operation needs the X-Widget-Session token from identify or setUser")
+		return nil, errNoSession
 	}
 	if s.limiter != nil && !s.limiter.Allow(truncate(project)+"|"+client.IP) {
 		return nil, known.Errorf(known.RateLimited, "too many widget calls from this address; slow down")
@@ -77,9 +118,6 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 		}
 		ss.Token = client.WidgetToken
 		wc.session = ss
-	}
-	if needSession && wc.session == nil {
-		return nil, known.Errorf(known.Unauthenticated, "this widget operation needs the X-Widget-Session token from identify or setUser")
 	}
 	return wc, nil
 }

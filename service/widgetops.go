@@ -28,19 +28,8 @@ func (s *Service) SetProperties(ctx context.Context, appID *string, properties m
 	if err != nil {
 		return nil, err
 	}
-	keys := map[string]bool{}
-	for k := range u.Metadata {
-		keys[k] = true
-	}
-	for k := range set {
-		keys[k] = true
-	}
-	for _, k := range unset {
-		delete(keys, k)
-	}
-	if len(keys) > MaxJSONKeys {
-		return nil, known.FieldErrorf(path("input", "properties"), known.LimitExceeded,
-			"the user's metadata would have %d keys; the limit is %d", len(keys), MaxJSONKeys)
+	if err := checkMetadataKeys(path("input", "properties"), u.Metadata, set, unset); err != nil {
+		return nil, err
 	}
 	if _, err := s.store.UpdateUser(ctx, u.ID, store.UserUpdate{Metadata: set, MetadataUnset: unset, UpdatedAt: wc.now, LastSeenAt: &wc.now}); err != nil {
 		return nil, err
@@ -304,9 +293,14 @@ func mayRead(ss *known.Session, c *known.Conversation) bool {
 	return ss.Verified() && ss.UserID != nil && c.UserID != nil && *c.UserID == *ss.UserID
 }
 
-// SessionConversations lists the conversations a widget session may read, newest first.
+// SessionConversations lists the conversations a widget session may read, newest first. A
+// session that is not verified reads nothing once its user is verified (VERIFICATION_REQUIRED):
+// agents may have written to that user since.
 func (s *Service) SessionConversations(ctx context.Context, ss *known.Session, page known.Page) ([]*known.Conversation, bool, error) {
 	if err := checkPage(page); err != nil {
+		return nil, false, err
+	}
+	if err := s.mayActFor(ctx, ss); err != nil {
 		return nil, false, err
 	}
 	f := store.ConversationFilter{VisitorID: &ss.VisitorID}
@@ -314,4 +308,20 @@ func (s *Service) SessionConversations(ctx context.Context, ss *known.Session, p
 		f = store.ConversationFilter{UserID: ss.UserID}
 	}
 	return s.store.Conversations(ctx, ss.ProjectID, f, page)
+}
+
+// mayActFor refuses (VERIFICATION_REQUIRED) a session that is not verified whose visitor
+// belongs to a verified user.
+func (s *Service) mayActFor(ctx context.Context, ss *known.Session) error {
+	if ss.Verified() {
+		return nil
+	}
+	u, err := s.visitorUser(ctx, ss.ProjectID, ss.VisitorID)
+	if err != nil {
+		return err
+	}
+	if u != nil && u.Verified {
+		return known.Errorf(known.VerificationRequired, "this user is verified: identify them with a proof to read their conversations")
+	}
+	return nil
 }

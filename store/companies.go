@@ -98,8 +98,14 @@ func (s *Store) upsertByKey(ctx context.Context, coll *mongo.Collection, p known
 		delete(set, f)
 	}
 	update["$setOnInsert"] = setOnInsert
-	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update,
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(out)
+	unlock := s.serial.lock(coll, id)
+	defer unlock()
+	opts := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
+	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
+	if mongo.IsDuplicateKeyError(err) {
+		// Two upserts of one new document both inserted; the loser now finds it.
+		err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
+	}
 	if err != nil {
 		return fmt.Errorf("store: writing %s: %w", coll.Name(), err)
 	}
@@ -160,8 +166,10 @@ func (s *Store) UpsertCompany(ctx context.Context, p known.ProjectID, ext string
 		return nil, err
 	}
 	if up.Stage != nil && up.StageIfEmpty && d.Stage == nil {
+		unlock := s.serial.lock(s.companies, d.ID)
 		err := s.companies.FindOneAndUpdate(ctx, bson.M{"_id": d.ID, "stage": nil}, bson.M{"$set": bson.M{"stage": *up.Stage}},
 			options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+		unlock()
 		if err != nil && !isNoDocuments(err) {
 			return nil, fmt.Errorf("store: setting company stage: %w", err)
 		}

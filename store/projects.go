@@ -139,6 +139,7 @@ func (s *Store) UpdateProject(ctx context.Context, id known.ProjectID, up Projec
 		set["allowedOrigins"] = nonNil(*up.AllowedOrigins)
 	}
 	var d projectDoc
+	defer s.serial.lock(s.projects, string(id))()
 	err := s.projects.FindOneAndUpdate(ctx, bson.M{"_id": string(id)}, bson.M{"$set": set},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {

@@ -51,6 +51,8 @@ type Store struct {
 	messages      *mongo.Collection
 	events        *mongo.Collection
 	sessions      *mongo.Collection
+
+	serial serial
 }
 
 // Open connects to the database (starting the embedded one when cfg.URI is empty), checks that
@@ -92,6 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.Close(context.Background())
 		return nil, fmt.Errorf("store: database not reachable: %w", err)
 	}
+	s.serial.on = isFerretDB(pctx, client)
 	name := cfg.Database
 	if name == "" {
 		name = "known"

@@ -93,6 +93,7 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 		doc["$addToSet"] = add
 	}
 	var d userDoc
+	defer s.serial.lock(s.users, string(id))()
 	err := s.users.FindOneAndUpdate(ctx, bson.M{"_id": string(id)}, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
@@ -107,6 +108,7 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 // SetMetadataIfAbsent sets each key of m in the user's metadata unless the user has that key
 // already: how a merge keeps the user's own values.
 func (s *Store) SetMetadataIfAbsent(ctx context.Context, id known.UserID, m map[string]any) error {
+	defer s.serial.lock(s.users, string(id))()
 	for k, v := range m {
 		_, err := s.users.UpdateOne(ctx,
 			bson.M{"_id": string(id), "metadata." + k: bson.M{"$exists": false}},
@@ -137,8 +139,11 @@ func (s *Store) MergeUser(ctx context.Context, p known.ProjectID, from *known.Us
 		return err
 	}
 	if from.ActiveCompanyID != nil {
-		if _, err := s.users.UpdateOne(ctx, bson.M{"_id": string(into), "activeCompanyId": nil},
-			bson.M{"$set": bson.M{"activeCompanyId": string(*from.ActiveCompanyID)}}); err != nil {
+		unlock := s.serial.lock(s.users, string(into))
+		_, err := s.users.UpdateOne(ctx, bson.M{"_id": string(into), "activeCompanyId": nil},
+			bson.M{"$set": bson.M{"activeCompanyId": string(*from.ActiveCompanyID)}})
+		unlock()
+		if err != nil {
 			return fmt.Errorf("store: merging active company: %w", err)
 		}
 	}

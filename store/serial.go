@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"hash/fnv"
+	"sync"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// serial makes updates of one document take turns within this process, where the server does
+// not isolate them. FerretDB 1.24 applies an update by reading the document, changing it in
+// memory and writing it back, so two concurrent $addToSet or $set of different metadata keys
+// on one user lose one of them; MongoDB applies each update atomically and needs none of this.
+// The embedded store serves one Known process, so a lock in that process is enough; several
+// instances need MongoDB (the README says so).
+type serial struct {
+	on bool
+	mu [256]sync.Mutex
+}
+
+// lock takes the turn of document id of collection coll, and returns the function that
+// gives it back. It is a no-op on MongoDB. Callers hold at most one turn at a time.
+func (s *serial) lock(coll *mongo.Collection, id string) func() {
+	if !s.on {
+		return func() {}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(coll.Name()))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	m := &s.mu[h.Sum32()%uint32(len(s.mu))]
+	m.Lock()
+	return m.Unlock
+}
+
+// isFerretDB reports whether the server is FerretDB, whose buildInfo has a ferretdbVersion.
+func isFerretDB(ctx context.Context, c *mongo.Client) bool {
+	var info bson.M
+	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return false
+	}
+	_, ok := info["ferretdbVersion"]
+	return ok
+}
