@@ -262,3 +262,24 @@ func (s *Session) Verified() bool { return s.Level == LevelVerified }
 
 // Anonymous reports whether the session has asserted no identity.
 func (s *Session) Anonymous() bool { return s.Level == LevelAnonymous }
+
+// JwtKey is a public key a project uploaded to verify widget JWTs. ExpiresAt is nil while it
+// is the current key; a replaced key keeps verifying until then.
+type JwtKey struct {
+	ID        string
+	Algorithm string
+	PEM       string
+	CreatedAt time.Time
+	ExpiresAt *time.Time
+}
+
+// IdentificationToken is a short-lived proof that the customer's backend vouches for an email
+// (seed 004). Only its hash is stored.
+type IdentificationToken struct {
+	ProjectID ProjectID
+	EmailKey  string
+	FirstName *string
+	LastName  *string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}

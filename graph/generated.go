@@ -10941,7 +10941,7 @@ func (ec *executionContext) unmarshalInputAddJwtPublicKeyInput(ctx context.Conte
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"pem"}
+	fieldsInOrder := [...]string{"pem", "algorithm"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -10955,6 +10955,13 @@ func (ec *executionContext) unmarshalInputAddJwtPublicKeyInput(ctx context.Conte
 				return it, err
 			}
 			it.Pem = data
+		case "algorithm":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("algorithm"))
+			data, err := ec.unmarshalOJwtAlgorithm2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐJwtAlgorithm(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Algorithm = data
 		}
 	}
 	return it, nil
@@ -17692,6 +17699,22 @@ func (ec *executionContext) marshalOJSON2map(ctx context.Context, sel ast.Select
 	_ = ctx
 	res := scalar.MarshalJSON(v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOJwtAlgorithm2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐJwtAlgorithm(ctx context.Context, v any) (*model.JwtAlgorithm, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.JwtAlgorithm)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOJwtAlgorithm2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐJwtAlgorithm(ctx context.Context, sel ast.SelectionSet, v *model.JwtAlgorithm) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalOJwtPublicKey2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐJwtPublicKey(ctx context.Context, sel ast.SelectionSet, v *model.JwtPublicKey) graphql.Marshaler {

@@ -29,12 +29,28 @@ func (r *mutationResolver) UpdateProject(ctx context.Context, input model.Update
 
 // RotateIdentitySecret is the resolver for the rotateIdentitySecret field.
 func (r *mutationResolver) RotateIdentitySecret(ctx context.Context) (*model.RotateIdentitySecretPayload, error) {
-	return nil, notYet("rotateIdentitySecret")
+	secret, grace, err := r.Service.RotateIdentitySecret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RotateIdentitySecretPayload{IdentitySecret: &secret, PreviousSecretExpiresAt: &grace, UserErrors: []*model.UserError{}}, nil
 }
 
 // AddJwtPublicKey is the resolver for the addJwtPublicKey field.
 func (r *mutationResolver) AddJwtPublicKey(ctx context.Context, input model.AddJwtPublicKeyInput) (*model.AddJwtPublicKeyPayload, error) {
-	return nil, notYet("addJwtPublicKey")
+	var alg *string
+	if input.Algorithm != nil {
+		alg = ptr(algorithmName(*input.Algorithm))
+	}
+	k, ues, err := result(r.Service.AddJwtPublicKey(ctx, input.Pem, alg))
+	if err != nil {
+		return nil, err
+	}
+	out := &model.AddJwtPublicKeyPayload{UserErrors: ues}
+	if k != nil {
+		out.Key = jwtKey(*k)
+	}
+	return out, nil
 }
 
 // AppID is the resolver for the appId field.
@@ -49,7 +65,15 @@ func (r *projectResolver) UserDataEndpoint(ctx context.Context, obj *known.Proje
 
 // JwtPublicKeys is the resolver for the jwtPublicKeys field.
 func (r *projectResolver) JwtPublicKeys(ctx context.Context, obj *known.Project) ([]*model.JwtPublicKey, error) {
-	return []*model.JwtPublicKey{}, nil
+	keys, err := r.Service.JwtPublicKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.JwtPublicKey, len(keys))
+	for i, k := range keys {
+		out[i] = jwtKey(k)
+	}
+	return out, nil
 }
 
 // Project is the resolver for the project field.

@@ -179,3 +179,16 @@ func listPage(first *int, after *string) (known.Page, error) {
 	}
 	return page, err
 }
+
+// algorithmName maps the schema's JwtAlgorithm to the JOSE name (EDDSA is "EdDSA").
+func algorithmName(a model.JwtAlgorithm) string {
+	if a == model.JwtAlgorithmEddsa {
+		return "EdDSA"
+	}
+	return string(a)
+}
+
+func jwtKey(k known.JwtKey) *model.JwtPublicKey {
+	alg := model.JwtAlgorithm(strings.ToUpper(k.Algorithm))
+	return &model.JwtPublicKey{ID: k.ID, Algorithm: alg, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt}
+}

@@ -13,5 +13,14 @@ import (
 
 // CreateIdentificationToken is the resolver for the createIdentificationToken field.
 func (r *mutationResolver) CreateIdentificationToken(ctx context.Context, input model.CreateIdentificationTokenInput) (*model.CreateIdentificationTokenPayload, error) {
-	return nil, notYet("createIdentificationToken")
+	token, expires, err := r.Service.CreateIdentificationToken(ctx, input.Email, input.FirstName, input.LastName)
+	ues, err := userErrors(err)
+	if err != nil {
+		return nil, err
+	}
+	out := &model.CreateIdentificationTokenPayload{UserErrors: ues}
+	if len(ues) == 0 {
+		out.Token, out.ExpiresAt = &token, &expires
+	}
+	return out, nil
 }

@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 
-	go sweepSessions(ctx, log, svc)
+	go sweepExpired(ctx, log, svc)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -116,9 +116,9 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(l).With().Timestamp().Logger(), nil
 }
 
-// sweepSessions deletes expired widget sessions every hour until ctx is done: the store has
-// no TTL index that both MongoDB and FerretDB honour.
-func sweepSessions(ctx context.Context, log zerolog.Logger, svc *service.Service) {
+// sweepExpired deletes expired widget sessions, jti records and identification tokens every
+// hour until ctx is done: the store has no TTL index that both MongoDB and FerretDB honour.
+func sweepExpired(ctx context.Context, log zerolog.Logger, svc *service.Service) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {
@@ -126,10 +126,10 @@ func sweepSessions(ctx context.Context, log zerolog.Logger, svc *service.Service
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := svc.SweepSessions(ctx); err != nil {
-				log.Warn().Err(err).Msg("sweeping expired widget sessions")
+			if n, err := svc.SweepExpired(ctx); err != nil {
+				log.Warn().Err(err).Msg("sweeping expired records")
 			} else if n > 0 {
-				log.Info().Int64("deleted", n).Msg("swept expired widget sessions")
+				log.Info().Int64("deleted", n).Msg("swept expired sessions, jti records and identification tokens")
 			}
 		}
 	}

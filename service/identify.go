@@ -76,6 +76,10 @@ type claim struct {
 	orgs       []OrganizationInput
 	setOrgs    bool
 	logout     bool
+	// method is the proof that verified the claim, nil for a claim without one.
+	method *known.VerificationMethod
+	// token is the identification token that verified it, whose names fill a nameless user.
+	token *known.IdentificationToken
 }
 
 // identityField names the input field of the strongest identity the claim asserts.
@@ -143,7 +147,35 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*known.Sessio
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	return s.identify(ctx, wc, &c)
+	cp, err := s.prove(ctx, wc, &c, proofs{userHash: in.UserHash, jwt: in.JWT, identificationToken: in.IdentificationToken})
+	if err != nil {
+		return nil, err
+	}
+	return s.identify(ctx, wc, cp)
+}
+
+// prove checks the proof a call gives, if any, and returns the claim to carry out: with a
+// JWT, the claim it signs (only signed fields are written); otherwise c, verified when its
+// userHash or identification token holds. A proof that fails is VERIFICATION_FAILED.
+func (s *Service) prove(ctx context.Context, wc *widgetCall, c *claim, p proofs) (*claim, error) {
+	switch {
+	case p.jwt != nil:
+		return s.jwtClaim(ctx, wc, *p.jwt, c.extField)
+	case p.userHash != nil:
+		if err := s.checkUserHash(ctx, wc, c, *p.userHash); err != nil {
+			return nil, err
+		}
+		m := known.VerifiedByHMAC
+		c.method = &m
+	case p.identificationToken != nil:
+		t, err := s.checkIdentificationToken(ctx, wc, c, *p.identificationToken)
+		if err != nil {
+			return nil, err
+		}
+		m := known.VerifiedByToken
+		c.method, c.token = &m, t
+	}
+	return c, nil
 }
 
 // SetUser tells Known who the widget's visitor is (seed 003): like Identify, with id as the
@@ -154,9 +186,6 @@ func (s *Service) SetUser(ctx context.Context, in SetUserInput) (*known.Session,
 	wc, err := s.widget(ctx, &in.AppID, false)
 	if err != nil {
 		return nil, err
-	}
-	if in.JWT != nil && in.ID == nil {
-		return nil, known.FieldErrorf(path("input", "jwt"), known.VerificationFailed, "JWT identification is not available in this version of Known yet: send id")
 	}
 	var v validator
 	c := claim{extField: "id", stageMode: wc.project.StageMode}
@@ -173,16 +202,20 @@ func (s *Service) SetUser(ctx context.Context, in SetUserInput) (*known.Session,
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	if c.logout && c.identified() {
+	if c.logout && c.identified() && in.JWT == nil {
 		return nil, known.FieldErrorf(path("input", "id"), known.Invalid, "an anonymous visitor (id: null) cannot have an email")
 	}
-	return s.identify(ctx, wc, &c)
+	cp, err := s.prove(ctx, wc, &c, proofs{userHash: in.UserHash, jwt: in.JWT})
+	if err != nil {
+		return nil, err
+	}
+	return s.identify(ctx, wc, cp)
 }
 
 // identify is Identify and SetUser after validation.
 func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*known.Session, error) {
 	p := wc.project
-	if c.identified() && p.RequireVerification {
+	if c.identified() && p.RequireVerification && c.method == nil {
 		return nil, known.FieldErrorf(path("input"), known.VerificationRequired,
 			"this app requires a proof (userHash, jwt or identificationToken) with every identity")
 	}
@@ -239,7 +272,7 @@ func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session,
 		if err != nil {
 			return nil, nil, err
 		}
-		if target != nil && target.Verified && (!ss.Verified() || ss.UserID == nil || *ss.UserID != target.ID) {
+		if target != nil && target.Verified && c.method == nil && (!ss.Verified() || ss.UserID == nil || *ss.UserID != target.ID) {
 			return nil, nil, known.FieldErrorf(path("input", c.identityField()), known.VerificationRequired,
 				"this user is verified: identify them with a proof (userHash, jwt or identificationToken)")
 		}
@@ -255,7 +288,10 @@ func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session,
 		if err := checkMetadataKeys(path("input", c.metaField()), metadataOf(target, visitor), c.metaSet, c.metaUnset); err != nil {
 			return nil, nil, err
 		}
-		if !ss.Verified() || (ss.UserID != nil && target != nil && *ss.UserID != target.ID) {
+		switch {
+		case c.method != nil:
+			ss.Level, ss.Method = known.LevelVerified, c.method
+		case !ss.Verified() || (ss.UserID != nil && target != nil && *ss.UserID != target.ID):
 			ss.Level, ss.Method = known.LevelClaimed, nil
 		}
 		var u *known.User
@@ -406,7 +442,16 @@ func (s *Service) apply(ctx context.Context, wc *widgetCall, u *known.User, c *c
 		}
 		up.PhoneNumber = c.phone
 	}
-	up.Name, up.FirstName, up.LastName = names(u, c.name, c.first, c.last)
+	first, last := c.first, c.last
+	if t := c.token; t != nil && first == nil && last == nil && c.name == nil &&
+		u.Name == nil && u.FirstName == nil && u.LastName == nil {
+		first, last = t.FirstName, t.LastName // seed 004: only a user with no name gets them
+	}
+	up.Name, up.FirstName, up.LastName = names(u, c.name, first, last)
+	if c.method != nil {
+		method := string(*c.method)
+		up.Verified, up.VerificationMethod, up.VerifiedAt = ptrTo(true), &method, &wc.now
+	}
 	if err := s.linkCompanies(ctx, wc, c, &up); err != nil {
 		return err
 	}
@@ -503,3 +548,5 @@ func metadataOf(target, visitor *known.User) map[string]any {
 	}
 	return nil
 }
+
+func ptrTo[T any](v T) *T { return &v }

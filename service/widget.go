@@ -222,9 +222,10 @@ func (s *Service) Session(ctx context.Context) (*known.Session, error) {
 	return wc.session, nil
 }
 
-// SweepSessions deletes sessions that expired before now.
-func (s *Service) SweepSessions(ctx context.Context) (int64, error) {
-	return s.store.DeleteExpiredSessions(ctx, s.clock())
+// SweepExpired deletes what expired before now: widget sessions, jti records and
+// identification tokens.
+func (s *Service) SweepExpired(ctx context.Context) (int64, error) {
+	return s.store.DeleteExpired(ctx, s.clock())
 }
 
 // splitName derives first and last names from a display name: "Jane van Doe" is Jane and

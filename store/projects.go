@@ -11,14 +11,15 @@ import (
 )
 
 type projectDoc struct {
-	ID                  string    `bson:"_id"`
-	Name                string    `bson:"name"`
-	RequireVerification bool      `bson:"requireVerification"`
-	StageMode           string    `bson:"stageMode"`
-	AllowedOrigins      []string  `bson:"allowedOrigins"`
-	IdentitySecrets     []sealed  `bson:"identitySecrets"`
-	CreatedAt           time.Time `bson:"createdAt"`
-	UpdatedAt           time.Time `bson:"updatedAt"`
+	ID                  string      `bson:"_id"`
+	Name                string      `bson:"name"`
+	RequireVerification bool        `bson:"requireVerification"`
+	StageMode           string      `bson:"stageMode"`
+	AllowedOrigins      []string    `bson:"allowedOrigins"`
+	IdentitySecrets     []sealed    `bson:"identitySecrets"`
+	JwtKeys             []jwtKeyDoc `bson:"jwtKeys"`
+	CreatedAt           time.Time   `bson:"createdAt"`
+	UpdatedAt           time.Time   `bson:"updatedAt"`
 }
 
 // sealed is a secret stored encrypted, with the time after which it no longer verifies
@@ -59,6 +60,7 @@ func (s *Store) CreateProject(ctx context.Context, p *known.Project, keyHash, se
 		StageMode:           string(p.StageMode),
 		AllowedOrigins:      nonNil(p.AllowedOrigins),
 		IdentitySecrets:     []sealed{{Value: sealedIdentitySecret, CreatedAt: p.CreatedAt}},
+		JwtKeys:             []jwtKeyDoc{},
 		CreatedAt:           p.CreatedAt,
 		UpdatedAt:           p.UpdatedAt,
 	}

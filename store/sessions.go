@@ -66,13 +66,3 @@ func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) err
 	}
 	return nil
 }
-
-// DeleteExpiredSessions removes sessions that expired before now (the store has no TTL
-// indexes that both MongoDB and FerretDB honour, so a sweeper calls this).
-func (s *Store) DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error) {
-	r, err := s.sessions.DeleteMany(ctx, bson.M{"expiresAt": bson.M{"$lt": now}})
-	if err != nil {
-		return 0, fmt.Errorf("store: deleting expired sessions: %w", err)
-	}
-	return r.DeletedCount, nil
-}

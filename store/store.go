@@ -51,6 +51,8 @@ type Store struct {
 	messages      *mongo.Collection
 	events        *mongo.Collection
 	sessions      *mongo.Collection
+	jwtIDs        *mongo.Collection
+	idTokens      *mongo.Collection
 
 	serial serial
 }
@@ -110,6 +112,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.messages = s.db.Collection("messages")
 	s.events = s.db.Collection("events")
 	s.sessions = s.db.Collection("widget_sessions")
+	s.jwtIDs = s.db.Collection("jwt_ids")
+	s.idTokens = s.db.Collection("identification_tokens")
 	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel2()
 	if err := s.createIndexes(ictx); err != nil {
@@ -169,6 +173,8 @@ func (s *Store) createIndexes(ctx context.Context) error {
 			{Keys: bson.D{{Key: "companyId", Value: 1}, {Key: "_id", Value: -1}}},
 		},
 		s.sessions: {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
+		s.jwtIDs:   {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
+		s.idTokens: {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
 	}
 	for coll, models := range specs {
 		// One at a time: FerretDB 1.24 panics when createIndexes names several indexes of

@@ -16,6 +16,8 @@ import (
 type AddJwtPublicKeyInput struct {
 	// The public key in SPKI PEM (`-----BEGIN PUBLIC KEY-----`): Ed25519 for EdDSA, P-256 for ES256, or RSA of 2048–4096 bits for RS256/PS256.
 	Pem string `json:"pem"`
+	// The algorithm an RSA key verifies: RS256 (the default) or PS256. Ed25519 and P-256 keys fix their own (EDDSA, ES256); naming another is INVALID.
+	Algorithm *JwtAlgorithm `json:"algorithm,omitempty"`
 }
 
 // The result of `addJwtPublicKey`.
@@ -254,7 +256,7 @@ type IdentifyPayload struct {
 
 // A public key, uploaded with `addJwtPublicKey`, that verifies JWTs sent by the widget in `jwt`.
 type JwtPublicKey struct {
-	// The key's opaque id.
+	// The key's id: a JWT whose `kid` header names it is verified with this key only (without `kid`, every live key of the JWT's algorithm is tried).
 	ID string `json:"id"`
 	// The signing algorithm, given by the key type: Ed25519 → EDDSA, P-256 → ES256, RSA → RS256 or PS256.
 	Algorithm JwtAlgorithm `json:"algorithm"`
