@@ -56,6 +56,7 @@ type Project struct {
 	RequireVerification bool
 	StageMode           StageMode
 	AllowedOrigins      []string
+	UserDataEndpoint    *UserDataEndpoint
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 }
@@ -164,6 +165,8 @@ type Conversation struct {
 	UserID    *UserID
 	VisitorID VisitorID
 	Status    ConversationStatus
+	// Last is the newest message, nil before the first.
+	Last      *Message
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -282,4 +285,52 @@ type IdentificationToken struct {
 	LastName  *string
 	CreatedAt time.Time
 	ExpiresAt time.Time
+}
+
+// ProfileStatus is the outcome of fetching a user's profile from the customer's user API
+// (seed 000).
+type ProfileStatus string
+
+// Profile statuses.
+const (
+	ProfilePending      ProfileStatus = "PENDING"
+	ProfileFound        ProfileStatus = "FOUND"
+	ProfileNotFound     ProfileStatus = "NOT_FOUND"
+	ProfileUnauthorized ProfileStatus = "UNAUTHORIZED"
+	ProfileError        ProfileStatus = "ERROR"
+	ProfileTimeout      ProfileStatus = "TIMEOUT"
+)
+
+// UserDataEndpoint is where a project's user API answers (seed 000). Header values are
+// write-only and never leave the store unsealed except to make the request.
+type UserDataEndpoint struct {
+	Enabled       bool
+	URL           string
+	IDPlacement   string // PATH or QUERY
+	QueryParam    string
+	HeaderNames   []string
+	LastStatus    *ProfileStatus
+	LastError     *string
+	LastCheckedAt *time.Time
+}
+
+// Profile is a user's profile as the customer's user API last gave it. FetchedAt is the last
+// successful fetch; CheckedAt the last attempt, whatever its outcome.
+type Profile struct {
+	UserID      UserID
+	ProjectID   ProjectID
+	Status      ProfileStatus
+	FirstName   *string
+	LastName    *string
+	Email       *string
+	PhoneNumber *string
+	Metadata    map[string]any
+	FetchedAt   *time.Time
+	CheckedAt   time.Time
+}
+
+// Header is an HTTP header sent to a user API.
+type Header struct {
+	Name  string
+	Value string
 }

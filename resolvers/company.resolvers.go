@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/dataloader"
 	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
 )
@@ -76,7 +77,7 @@ func (r *eventResolver) User(ctx context.Context, obj *known.Event) (*known.User
 	if obj.UserID == nil {
 		return nil, nil
 	}
-	return r.Service.EventUser(ctx, *obj.UserID)
+	return dataloader.For(ctx, r.Service).Users.Load(ctx, *obj.UserID)
 }
 
 // Company is the resolver for the company field.
@@ -84,7 +85,7 @@ func (r *eventResolver) Company(ctx context.Context, obj *known.Event) (*known.C
 	if obj.CompanyID == nil {
 		return nil, nil
 	}
-	return r.Service.Company(ctx, *obj.CompanyID)
+	return dataloader.For(ctx, r.Service).Companies.Load(ctx, *obj.CompanyID)
 }
 
 // Company is the resolver for the company field.

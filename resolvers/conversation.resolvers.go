@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/dataloader"
 	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
 	"github.com/knownhq/known/service"
@@ -16,7 +17,10 @@ import (
 
 // User is the resolver for the user field.
 func (r *conversationResolver) User(ctx context.Context, obj *known.Conversation) (*known.User, error) {
-	return r.Service.ConversationUser(ctx, obj)
+	if obj.UserID == nil {
+		return nil, nil
+	}
+	return dataloader.For(ctx, r.Service).Users.Load(ctx, *obj.UserID)
 }
 
 // VisitorID is the resolver for the visitorId field.
@@ -39,11 +43,7 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *known.Conversa
 
 // LastMessage is the resolver for the lastMessage field.
 func (r *conversationResolver) LastMessage(ctx context.Context, obj *known.Conversation) (*known.Message, error) {
-	ms, _, err := r.Service.Messages(ctx, obj, known.Page{First: 1})
-	if err != nil || len(ms) == 0 {
-		return nil, err
-	}
-	return ms[0], nil
+	return obj.Last, nil
 }
 
 // ReplyToConversation is the resolver for the replyToConversation field.

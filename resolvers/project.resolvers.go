@@ -16,11 +16,21 @@ import (
 
 // UpdateProject is the resolver for the updateProject field.
 func (r *mutationResolver) UpdateProject(ctx context.Context, input model.UpdateProjectInput) (*model.UpdateProjectPayload, error) {
-	if input.UserDataEndpoint != nil {
-		return nil, notYet("userDataEndpoint")
+	in := service.UpdateProjectInput{Name: input.Name, RequireVerification: input.RequireVerification,
+		StageMode: input.StageMode, AllowedOrigins: input.AllowedOrigins}
+	if e := input.UserDataEndpoint; e != nil {
+		in.UserDataEndpoint = &service.EndpointInput{Enabled: e.Enabled, URL: e.URL, IDPlacement: "PATH", QueryParam: e.QueryParam}
+		if e.IDPlacement != nil {
+			in.UserDataEndpoint.IDPlacement = string(*e.IDPlacement)
+		}
+		if e.Headers != nil {
+			in.UserDataEndpoint.Headers = make([]known.Header, len(e.Headers))
+			for i, h := range e.Headers {
+				in.UserDataEndpoint.Headers[i] = known.Header{Name: h.Name, Value: h.Value}
+			}
+		}
 	}
-	p, ues, err := result(r.Service.UpdateProject(ctx, service.UpdateProjectInput{Name: input.Name,
-		RequireVerification: input.RequireVerification, StageMode: input.StageMode, AllowedOrigins: input.AllowedOrigins}))
+	p, ues, err := result(r.Service.UpdateProject(ctx, in))
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +70,13 @@ func (r *projectResolver) AppID(ctx context.Context, obj *known.Project) (string
 
 // UserDataEndpoint is the resolver for the userDataEndpoint field.
 func (r *projectResolver) UserDataEndpoint(ctx context.Context, obj *known.Project) (*model.UserDataEndpoint, error) {
-	return nil, nil
+	e := obj.UserDataEndpoint
+	if e == nil {
+		return nil, nil
+	}
+	return &model.UserDataEndpoint{Enabled: e.Enabled, URL: e.URL, IDPlacement: model.IDPlacement(e.IDPlacement),
+		QueryParam: e.QueryParam, HeaderNames: e.HeaderNames, LastStatus: (*model.ExternalProfileStatus)(e.LastStatus),
+		LastError: e.LastError, LastCheckedAt: e.LastCheckedAt}, nil
 }
 
 // JwtPublicKeys is the resolver for the jwtPublicKeys field.

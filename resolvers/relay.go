@@ -192,3 +192,14 @@ func jwtKey(k known.JwtKey) *model.JwtPublicKey {
 	alg := model.JwtAlgorithm(strings.ToUpper(k.Algorithm))
 	return &model.JwtPublicKey{ID: k.ID, Algorithm: alg, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt}
 }
+
+// present drops the nils a loader gives for ids whose objects are gone.
+func present[T any](items []*T) []*T {
+	out := items[:0:0]
+	for _, it := range items {
+		if it != nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/dataloader"
 	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
 	"github.com/knownhq/known/service"
@@ -111,11 +112,11 @@ func (r *userResolver) Organizations(ctx context.Context, obj *known.User, first
 	if err != nil {
 		return nil, err
 	}
-	os, err := r.Service.UserOrganizations(ctx, obj)
+	os, err := dataloader.For(ctx, r.Service).Organizations.LoadAll(ctx, obj.OrganizationIDs)
 	if err != nil {
 		return nil, err
 	}
-	os, more := slicePage(os, func(o *known.Organization) string { return string(o.ID) }, page)
+	os, more := slicePage(present(os), func(o *known.Organization) string { return string(o.ID) }, page)
 	return organizationConnection(os, more), nil
 }
 
@@ -125,17 +126,20 @@ func (r *userResolver) Companies(ctx context.Context, obj *known.User, first *in
 	if err != nil {
 		return nil, err
 	}
-	cs, err := r.Service.UserCompanies(ctx, obj)
+	cs, err := dataloader.For(ctx, r.Service).Companies.LoadAll(ctx, obj.CompanyIDs)
 	if err != nil {
 		return nil, err
 	}
-	cs, more := slicePage(cs, func(c *known.Company) string { return string(c.ID) }, page)
+	cs, more := slicePage(present(cs), func(c *known.Company) string { return string(c.ID) }, page)
 	return companyConnection(cs, more), nil
 }
 
 // ActiveCompany is the resolver for the activeCompany field.
 func (r *userResolver) ActiveCompany(ctx context.Context, obj *known.User) (*known.Company, error) {
-	return r.Service.ActiveCompany(ctx, obj)
+	if obj.ActiveCompanyID == nil {
+		return nil, nil
+	}
+	return dataloader.For(ctx, r.Service).Companies.Load(ctx, *obj.ActiveCompanyID)
 }
 
 // Conversations is the resolver for the conversations field.
@@ -153,7 +157,7 @@ func (r *userResolver) Conversations(ctx context.Context, obj *known.User, first
 
 // ConversationIds is the resolver for the conversationIds field.
 func (r *userResolver) ConversationIds(ctx context.Context, obj *known.User) ([]string, error) {
-	ids, err := r.Service.ConversationIDs(ctx, obj.ID)
+	ids, err := dataloader.For(ctx, r.Service).ConversationIDs.Load(ctx, obj.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +179,12 @@ func (r *userResolver) Events(ctx context.Context, obj *known.User, first *int, 
 
 // ExternalProfile is the resolver for the externalProfile field.
 func (r *userResolver) ExternalProfile(ctx context.Context, obj *known.User) (*model.ExternalProfile, error) {
-	return nil, nil
+	pr, err := dataloader.For(ctx, r.Service).ExternalProfiles.Load(ctx, obj)
+	if err != nil || pr == nil {
+		return nil, err
+	}
+	return &model.ExternalProfile{Status: model.ExternalProfileStatus(pr.Status), FirstName: pr.FirstName, LastName: pr.LastName,
+		Email: pr.Email, PhoneNumber: pr.PhoneNumber, Metadata: pr.Metadata, FetchedAt: pr.FetchedAt}, nil
 }
 
 // User returns graph.UserResolver implementation.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/knownhq/known"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +26,7 @@ type metrics struct {
 	errors       *prometheus.CounterVec
 	commands     *prometheus.CounterVec
 	commandTimes *prometheus.HistogramVec
+	fetches      *prometheus.HistogramVec
 
 	mu  sync.Mutex
 	ops map[string]bool
@@ -50,9 +52,13 @@ func newMetrics() *metrics {
 			Name: "known_mongodb_command_duration_seconds", Help: "MongoDB command latency by command.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"command"}),
+		fetches: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "known_profile_fetch_duration_seconds", Help: "Fetches from customers' user APIs, by outcome (a histogram: _count is the number of fetches).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"status"}),
 		ops: map[string]bool{},
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.errors, m.commands, m.commandTimes,
+	m.reg.MustRegister(m.requests, m.latency, m.errors, m.commands, m.commandTimes, m.fetches,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -101,4 +107,9 @@ func (m *metrics) commandMonitor() *event.CommandMonitor {
 			m.commandTimes.WithLabelValues(e.CommandName).Observe(e.Duration.Seconds())
 		},
 	}
+}
+
+// observeFetch records one fetch from a customer's user API.
+func (m *metrics) observeFetch(status known.ProfileStatus, d time.Duration) {
+	m.fetches.WithLabelValues(string(status)).Observe(d.Seconds())
 }

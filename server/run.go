@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/knownhq/known/profile"
 	"github.com/knownhq/known/ratelimit"
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/service"
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// Off is a nil interface, which the service reads as no limit.
 		opts.WidgetLimiter = ratelimit.New(cfg.WidgetRateLimit)
 	}
+	opts.Profiles = profile.New(profile.Options{AllowPrivate: cfg.AllowPrivateNetworks, Observe: m.observeFetch})
+	opts.ProfileMaxAge, opts.ProfileConcurrency = cfg.ProfileMaxAge, cfg.ProfileConcurrency
 	svc := service.New(st, opts)
 	if st.Embedded() && cfg.AdminToken == "" {
 		demo, err := svc.EnsureDemoProject(ctx)
@@ -101,6 +104,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := svc.Wait(sctx); err != nil {
+		log.Warn().Err(err).Msg("background profile fetches still running at shutdown")
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

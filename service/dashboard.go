@@ -102,7 +102,7 @@ func (s *Service) ReplyToConversation(ctx context.Context, id known.Conversation
 	if err := s.store.AddMessage(ctx, m); err != nil {
 		return nil, err
 	}
-	return m, s.store.TouchConversation(ctx, c.ID, now)
+	return m, nil
 }
 
 // ConversationUser returns a conversation's user, or nil.
@@ -225,4 +225,71 @@ func (s *Service) Events(ctx context.Context, user *known.UserID, company *known
 // EventUser returns the user of an event, or nil when it is gone.
 func (s *Service) EventUser(ctx context.Context, id known.UserID) (*known.User, error) {
 	return s.optional(s.User(ctx, id))
+}
+
+// UsersByIDs returns the caller's project's users with these ids, in order (nil where there is
+// none): one query, for a per-request dataloader.
+func (s *Service) UsersByIDs(ctx context.Context, ids []known.UserID) ([]*known.User, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	us, err := s.store.UsersByIDs(ctx, p, ids)
+	return byKey(us, ids, func(u *known.User) known.UserID { return u.ID }), err
+}
+
+// CompaniesByIDs returns the caller's project's companies with these ids, in order (nil where
+// there is none): one query.
+func (s *Service) CompaniesByIDs(ctx context.Context, ids []known.CompanyID) ([]*known.Company, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.store.CompaniesByIDs(ctx, p, ids)
+	return byKey(cs, ids, func(c *known.Company) known.CompanyID { return c.ID }), err
+}
+
+// OrganizationsByIDs returns the caller's project's organizations with these ids, in order
+// (nil where there is none): one query.
+func (s *Service) OrganizationsByIDs(ctx context.Context, ids []known.OrganizationID) ([]*known.Organization, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	os, err := s.store.OrganizationsByIDs(ctx, p, ids)
+	return byKey(os, ids, func(o *known.Organization) known.OrganizationID { return o.ID }), err
+}
+
+// ConversationIDsOfUsers returns each user's conversation ids, newest first: one query. The
+// users must have been read through the caller's project already.
+func (s *Service) ConversationIDsOfUsers(ctx context.Context, users []known.UserID) ([][]known.ConversationID, error) {
+	m, err := s.store.ConversationIDsOfUsers(ctx, users)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]known.ConversationID, len(users))
+	for i, u := range users {
+		out[i] = nonNilIDs(m[u])
+	}
+	return out, nil
+}
+
+func nonNilIDs(ids []known.ConversationID) []known.ConversationID {
+	if ids == nil {
+		return []known.ConversationID{}
+	}
+	return ids
+}
+
+// byKey places items in the order of keys, nil where a key has no item.
+func byKey[T any, K comparable](items []T, keys []K, key func(T) K) []T {
+	m := make(map[K]T, len(items))
+	for _, it := range items {
+		m[key(it)] = it
+	}
+	out := make([]T, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
+	return out
 }

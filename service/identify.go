@@ -248,7 +248,11 @@ func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*know
 			return nil, err
 		}
 	}
-	return s.issue(ctx, ss, wc.now)
+	out, err := s.issue(ctx, ss, wc.now)
+	if err == nil && u != nil && c.ext != nil {
+		s.refreshLater(p.ID, u.ID, *c.ext) // seed 000: a session that begins with an externalId
+	}
+	return out, err
 }
 
 // attach finds or makes the user a claim names and ties the session's visitor to it,

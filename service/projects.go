@@ -87,6 +87,8 @@ type UpdateProjectInput struct {
 	StageMode           *known.StageMode
 	// AllowedOrigins replaces the origins widget calls may come from (empty: any origin).
 	AllowedOrigins []string
+	// UserDataEndpoint replaces the user API settings (seed 000).
+	UserDataEndpoint *EndpointInput
 }
 
 // MaxAllowedOrigins bounds a project's allowedOrigins.
@@ -121,6 +123,9 @@ func (s *Service) UpdateProject(ctx context.Context, in UpdateProjectInput) (*kn
 			v.add(path("input", "allowedOrigins"), known.LimitExceeded, "%d origins; the limit is %d", len(origins), MaxAllowedOrigins)
 		}
 		up.AllowedOrigins = &origins
+	}
+	if in.UserDataEndpoint != nil {
+		up.UserDataEndpoint = s.endpointUpdate(&v, p, in.UserDataEndpoint)
 	}
 	if err := v.err(); err != nil {
 		return nil, err

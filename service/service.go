@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/profile"
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/session"
 	"github.com/knownhq/known/store"
@@ -25,6 +26,13 @@ type Options struct {
 	Now func() time.Time
 	// WidgetLimiter rate-limits widget calls by the key "<appId>|<client IP>"; nil is no limit.
 	WidgetLimiter Limiter
+	// Profiles fetches from customers' user APIs; nil means profile.New with its defaults
+	// (private networks refused).
+	Profiles *profile.Client
+	// ProfileMaxAge is how old a stored profile may be before it is fetched again (default 5m).
+	ProfileMaxAge time.Duration
+	// ProfileConcurrency bounds fetches at once per project (default 8).
+	ProfileConcurrency int
 }
 
 // Limiter allows or refuses one more call for a key.
@@ -40,6 +48,7 @@ type Service struct {
 	now        func() time.Time
 	limiter    Limiter
 	signer     *session.Signer
+	prof       *profiler
 }
 
 // New returns a Service on st.
@@ -48,8 +57,19 @@ func New(st *store.Store, opts Options) *Service {
 	if now == nil {
 		now = time.Now
 	}
+	pf := &profiler{client: opts.Profiles, maxAge: opts.ProfileMaxAge, perProject: opts.ProfileConcurrency,
+		sems: map[known.ProjectID]chan struct{}{}}
+	if pf.client == nil {
+		pf.client = profile.New(profile.Options{})
+	}
+	if pf.maxAge == 0 {
+		pf.maxAge = 5 * time.Minute
+	}
+	if pf.perProject < 1 {
+		pf.perProject = 8
+	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret)}
+		signer: session.NewSigner(opts.Secret), prof: pf}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }

@@ -278,7 +278,7 @@ func (s *Service) SendMessage(ctx context.Context, appID *string, conversation k
 	if err := s.store.AddMessage(ctx, m); err != nil {
 		return nil, err
 	}
-	return m, s.store.TouchConversation(ctx, c.ID, wc.now)
+	return m, nil
 }
 
 // mayRead reports whether a widget session may read a conversation: its own visitor's, or,

@@ -7,16 +7,18 @@ import (
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 type conversationDoc struct {
-	ID        string    `bson:"_id"`
-	ProjectID string    `bson:"projectId"`
-	UserID    *string   `bson:"userId,omitempty"`
-	VisitorID string    `bson:"visitorId"`
-	Status    string    `bson:"status"`
-	CreatedAt time.Time `bson:"createdAt"`
-	UpdatedAt time.Time `bson:"updatedAt"`
+	ID        string      `bson:"_id"`
+	ProjectID string      `bson:"projectId"`
+	UserID    *string     `bson:"userId,omitempty"`
+	VisitorID string      `bson:"visitorId"`
+	Status    string      `bson:"status"`
+	Last      *messageDoc `bson:"last,omitempty"`
+	CreatedAt time.Time   `bson:"createdAt"`
+	UpdatedAt time.Time   `bson:"updatedAt"`
 }
 
 type messageDoc struct {
@@ -52,14 +54,22 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	return nil
 }
 
-// AddMessage stores a new message of a conversation.
+// AddMessage stores a new message of a conversation and makes it the conversation's last
+// message (unless a newer one got there first).
 func (s *Store) AddMessage(ctx context.Context, m *known.Message) error {
-	_, err := s.messages.InsertOne(ctx, messageDoc{
+	d := messageDoc{
 		ID: string(m.ID), ProjectID: string(m.ProjectID), ConversationID: string(m.ConversationID),
 		Body: m.Body, Author: string(m.Author), Verified: m.Verified, CreatedAt: m.CreatedAt,
-	})
-	if err != nil {
+	}
+	if _, err := s.messages.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("store: adding message: %w", err)
+	}
+	defer s.serial.lock(s.conversations, d.ConversationID)()
+	_, err := s.conversations.UpdateOne(ctx,
+		bson.M{"_id": d.ConversationID, "$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}},
+		bson.M{"$set": bson.M{"last": d, "updatedAt": m.CreatedAt}})
+	if err != nil {
+		return fmt.Errorf("store: updating last message: %w", err)
 	}
 	return nil
 }
@@ -107,9 +117,13 @@ func (s *Store) Counts(ctx context.Context, p known.ProjectID) (map[string]int64
 func (s *Store) Drop(ctx context.Context) error { return s.db.Drop(ctx) }
 
 func (d *conversationDoc) conversation() *known.Conversation {
-	return &known.Conversation{ID: known.ConversationID(d.ID), ProjectID: known.ProjectID(d.ProjectID),
+	c := &known.Conversation{ID: known.ConversationID(d.ID), ProjectID: known.ProjectID(d.ProjectID),
 		UserID: (*known.UserID)(d.UserID), VisitorID: known.VisitorID(d.VisitorID),
 		Status: known.ConversationStatus(d.Status), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	if d.Last != nil {
+		c.Last = d.Last.message()
+	}
+	return c
 }
 
 func (d *messageDoc) message() *known.Message {
@@ -157,14 +171,6 @@ func (s *Store) Conversations(ctx context.Context, p known.ProjectID, f Conversa
 	return mapDocs(docs, (*conversationDoc).conversation), more, err
 }
 
-// TouchConversation records that a conversation changed at now.
-func (s *Store) TouchConversation(ctx context.Context, id known.ConversationID, now time.Time) error {
-	if _, err := s.conversations.UpdateOne(ctx, bson.M{"_id": string(id)}, bson.M{"$set": bson.M{"updatedAt": now}}); err != nil {
-		return fmt.Errorf("store: updating conversation: %w", err)
-	}
-	return nil
-}
-
 // Messages returns a page of a conversation's messages, newest first.
 func (s *Store) Messages(ctx context.Context, c known.ConversationID, page known.Page) ([]*known.Message, bool, error) {
 	var docs []messageDoc
@@ -190,4 +196,30 @@ func (s *Store) Events(ctx context.Context, p known.ProjectID, f EventFilter, pa
 	var docs []eventDoc
 	more, err := s.page(ctx, s.events, filter, page, &docs)
 	return mapDocs(docs, (*eventDoc).event), more, err
+}
+
+// ConversationIDsOfUsers returns the ids of each user's conversations, newest first: one query
+// for all the users.
+func (s *Store) ConversationIDsOfUsers(ctx context.Context, users []known.UserID) (map[known.UserID][]known.ConversationID, error) {
+	out := make(map[known.UserID][]known.ConversationID, len(users))
+	if len(users) == 0 {
+		return out, nil
+	}
+	cur, err := s.conversations.Find(ctx, bson.M{"userId": bson.M{"$in": strs(users)}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetProjection(bson.M{"_id": 1, "userId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return nil, fmt.Errorf("store: listing conversation ids: %w", err)
+	}
+	var docs []struct {
+		ID     string `bson:"_id"`
+		UserID string `bson:"userId"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("store: listing conversation ids: %w", err)
+	}
+	for _, d := range docs {
+		u := known.UserID(d.UserID)
+		out[u] = append(out[u], known.ConversationID(d.ID))
+	}
+	return out, nil
 }

@@ -11,15 +11,16 @@ import (
 )
 
 type projectDoc struct {
-	ID                  string      `bson:"_id"`
-	Name                string      `bson:"name"`
-	RequireVerification bool        `bson:"requireVerification"`
-	StageMode           string      `bson:"stageMode"`
-	AllowedOrigins      []string    `bson:"allowedOrigins"`
-	IdentitySecrets     []sealed    `bson:"identitySecrets"`
-	JwtKeys             []jwtKeyDoc `bson:"jwtKeys"`
-	CreatedAt           time.Time   `bson:"createdAt"`
-	UpdatedAt           time.Time   `bson:"updatedAt"`
+	ID                  string       `bson:"_id"`
+	Name                string       `bson:"name"`
+	RequireVerification bool         `bson:"requireVerification"`
+	StageMode           string       `bson:"stageMode"`
+	AllowedOrigins      []string     `bson:"allowedOrigins"`
+	UserDataEndpoint    *endpointDoc `bson:"userDataEndpoint,omitempty"`
+	IdentitySecrets     []sealed     `bson:"identitySecrets"`
+	JwtKeys             []jwtKeyDoc  `bson:"jwtKeys"`
+	CreatedAt           time.Time    `bson:"createdAt"`
+	UpdatedAt           time.Time    `bson:"updatedAt"`
 }
 
 // sealed is a secret stored encrypted, with the time after which it no longer verifies
@@ -45,6 +46,7 @@ func (d *projectDoc) project() *known.Project {
 		RequireVerification: d.RequireVerification,
 		StageMode:           known.StageMode(d.StageMode),
 		AllowedOrigins:      nonNil(d.AllowedOrigins),
+		UserDataEndpoint:    d.UserDataEndpoint.endpoint(),
 		CreatedAt:           d.CreatedAt,
 		UpdatedAt:           d.UpdatedAt,
 	}
@@ -122,7 +124,10 @@ type ProjectUpdate struct {
 	RequireVerification *bool
 	StageMode           *known.StageMode
 	AllowedOrigins      *[]string
-	UpdatedAt           time.Time
+	// UserDataEndpoint, when set, replaces the endpoint's settings; its Headers, when nil,
+	// keep the stored headers.
+	UserDataEndpoint *EndpointUpdate
+	UpdatedAt        time.Time
 }
 
 // UpdateProject applies up to project id and returns the project as it then is.
@@ -140,6 +145,15 @@ func (s *Store) UpdateProject(ctx context.Context, id known.ProjectID, up Projec
 	if up.AllowedOrigins != nil {
 		set["allowedOrigins"] = nonNil(*up.AllowedOrigins)
 	}
+	if e := up.UserDataEndpoint; e != nil {
+		set["userDataEndpoint.enabled"] = e.Enabled
+		set["userDataEndpoint.url"] = e.URL
+		set["userDataEndpoint.idPlacement"] = e.IDPlacement
+		set["userDataEndpoint.queryParam"] = e.QueryParam
+		if e.Headers != nil {
+			set["userDataEndpoint.headers"] = nonNil(e.Headers)
+		}
+	}
 	var d projectDoc
 	defer s.serial.lock(s.projects, string(id))()
 	err := s.projects.FindOneAndUpdate(ctx, bson.M{"_id": string(id)}, bson.M{"$set": set},
@@ -151,4 +165,76 @@ func (s *Store) UpdateProject(ctx context.Context, id known.ProjectID, up Projec
 		return nil, fmt.Errorf("store: updating project: %w", err)
 	}
 	return d.project(), nil
+}
+
+// SealedHeader is a user-API header whose value is stored sealed.
+type SealedHeader struct {
+	Name  string `bson:"name"`
+	Value string `bson:"value"`
+}
+
+// EndpointUpdate is the new setting of a project's user-data endpoint.
+type EndpointUpdate struct {
+	Enabled     bool
+	URL         string
+	IDPlacement string
+	QueryParam  string
+	Headers     []SealedHeader // nil keeps the stored headers
+}
+
+type endpointDoc struct {
+	Enabled       bool           `bson:"enabled"`
+	URL           string         `bson:"url"`
+	IDPlacement   string         `bson:"idPlacement"`
+	QueryParam    string         `bson:"queryParam"`
+	Headers       []SealedHeader `bson:"headers"`
+	LastStatus    *string        `bson:"lastStatus,omitempty"`
+	LastError     *string        `bson:"lastError,omitempty"`
+	LastCheckedAt *time.Time     `bson:"lastCheckedAt,omitempty"`
+}
+
+func (d *endpointDoc) endpoint() *known.UserDataEndpoint {
+	if d == nil {
+		return nil
+	}
+	e := &known.UserDataEndpoint{Enabled: d.Enabled, URL: d.URL, IDPlacement: d.IDPlacement, QueryParam: d.QueryParam,
+		HeaderNames: []string{}, LastStatus: (*known.ProfileStatus)(d.LastStatus), LastError: d.LastError, LastCheckedAt: d.LastCheckedAt}
+	for _, h := range d.Headers {
+		e.HeaderNames = append(e.HeaderNames, h.Name)
+	}
+	return e
+}
+
+// EndpointHeaders returns project p's user-data endpoint with its sealed headers (nil when
+// the project has none).
+func (s *Store) EndpointHeaders(ctx context.Context, p known.ProjectID) (*known.UserDataEndpoint, []SealedHeader, error) {
+	var d struct {
+		Endpoint *endpointDoc `bson:"userDataEndpoint"`
+	}
+	if err := s.projects.FindOne(ctx, bson.M{"_id": string(p)}).Decode(&d); err != nil {
+		if isNoDocuments(err) {
+			return nil, nil, notFound("project")
+		}
+		return nil, nil, fmt.Errorf("store: reading user-data endpoint: %w", err)
+	}
+	if d.Endpoint == nil {
+		return nil, nil, nil
+	}
+	return d.Endpoint.endpoint(), d.Endpoint.Headers, nil
+}
+
+// RecordEndpointCheck records the outcome of the latest fetch from project p's user API.
+func (s *Store) RecordEndpointCheck(ctx context.Context, p known.ProjectID, status known.ProfileStatus, errMsg *string, at time.Time) error {
+	set := bson.M{"userDataEndpoint.lastStatus": string(status), "userDataEndpoint.lastCheckedAt": at}
+	doc := bson.M{"$set": set}
+	if errMsg != nil {
+		set["userDataEndpoint.lastError"] = *errMsg
+	} else {
+		doc["$unset"] = bson.M{"userDataEndpoint.lastError": ""}
+	}
+	defer s.serial.lock(s.projects, string(p))()
+	if _, err := s.projects.UpdateOne(ctx, bson.M{"_id": string(p)}, doc); err != nil {
+		return fmt.Errorf("store: recording user-data endpoint check: %w", err)
+	}
+	return nil
 }

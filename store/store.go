@@ -53,6 +53,7 @@ type Store struct {
 	sessions      *mongo.Collection
 	jwtIDs        *mongo.Collection
 	idTokens      *mongo.Collection
+	profiles      *mongo.Collection
 
 	serial serial
 }
@@ -114,6 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.sessions = s.db.Collection("widget_sessions")
 	s.jwtIDs = s.db.Collection("jwt_ids")
 	s.idTokens = s.db.Collection("identification_tokens")
+	s.profiles = s.db.Collection("profiles")
 	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel2()
 	if err := s.createIndexes(ictx); err != nil {

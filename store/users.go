@@ -244,7 +244,7 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 	if page.After != "" {
 		filter["_id"] = bson.M{"$lt": page.After}
 	}
-	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(page.First) + 1)
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(page.First) + 1).SetBatchSize(bigBatch)
 	cur, err := coll.Find(ctx, filter, opts)
 	if err != nil {
 		return false, fmt.Errorf("store: listing %s: %w", coll.Name(), err)

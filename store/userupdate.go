@@ -180,7 +180,7 @@ func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string,
 	if len(ids) == 0 {
 		return nil
 	}
-	cur, err := coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}})
+	cur, err := coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetBatchSize(bigBatch))
 	if err != nil {
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}

@@ -1,0 +1,291 @@
+package service
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/profile"
+	"github.com/knownhq/known/store"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/singleflight"
+)
+
+// profiler fetches external profiles: at most perProject fetches at once per project, one
+// fetch per user at a time however many requests want it (they share it).
+type profiler struct {
+	client     *profile.Client
+	maxAge     time.Duration
+	perProject int
+	flights    singleflight.Group
+	mu         sync.Mutex
+	sems       map[known.ProjectID]chan struct{}
+	background sync.WaitGroup
+}
+
+func (pf *profiler) acquire(ctx context.Context, p known.ProjectID) (func(), error) {
+	pf.mu.Lock()
+	sem := pf.sems[p]
+	if sem == nil {
+		sem = make(chan struct{}, pf.perProject)
+		pf.sems[p] = sem
+	}
+	pf.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// EndpointInput is updateProject's userDataEndpoint (seed 000).
+type EndpointInput struct {
+	Enabled     bool
+	URL         string
+	IDPlacement string // PATH or QUERY
+	QueryParam  *string
+	// Headers, when non-nil, replaces the stored headers; nil keeps them.
+	Headers []known.Header
+}
+
+// Endpoint limits.
+const (
+	MaxHeaders     = 20
+	MaxHeaderValue = 4096
+	MaxURL         = 2048
+)
+
+var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+
+// endpointUpdate checks a userDataEndpoint input and seals its header values.
+func (s *Service) endpointUpdate(v *validator, p known.ProjectID, in *EndpointInput) *store.EndpointUpdate {
+	at := func(name ...string) []string { return append(path("input", "userDataEndpoint"), name...) }
+	up := &store.EndpointUpdate{Enabled: in.Enabled, URL: strings.TrimSpace(in.URL), IDPlacement: in.IDPlacement, QueryParam: "id"}
+	u, err := url.Parse(up.URL)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || len(up.URL) > MaxURL:
+		v.add(at("url"), known.Invalid, "url must be an http(s) URL like https://api.example.com/users/{id}")
+	case up.IDPlacement == "PATH" && !strings.Contains(up.URL, "{id}"):
+		v.add(at("url"), known.Invalid, "with idPlacement PATH the url must contain {id}")
+	}
+	if in.QueryParam != nil {
+		qp := strings.TrimSpace(*in.QueryParam)
+		if qp == "" || len(qp) > 64 || qp != url.QueryEscape(qp) {
+			v.add(at("queryParam"), known.Invalid, "queryParam must be a plain query parameter name like id")
+		}
+		up.QueryParam = qp
+	}
+	if in.Headers != nil {
+		if len(in.Headers) > MaxHeaders {
+			v.add(at("headers"), known.LimitExceeded, "%d headers; the limit is %d", len(in.Headers), MaxHeaders)
+		}
+		up.Headers = []store.SealedHeader{}
+		for i, h := range in.Headers {
+			name := http.CanonicalHeaderKey(strings.TrimSpace(h.Name))
+			switch {
+			case !headerName.MatchString(name):
+				v.add(at("headers", strconv.Itoa(i), "name"), known.Invalid, "not an HTTP header name")
+			case strings.ContainsAny(h.Value, "\r\n\x00") || len(h.Value) > MaxHeaderValue:
+				v.add(at("headers", strconv.Itoa(i), "value"), known.Invalid, "a header value is one line of at most %d bytes", MaxHeaderValue)
+			}
+			up.Headers = append(up.Headers, store.SealedHeader{Name: name, Value: s.box.Seal([]byte(h.Value), headerContext(p, name))})
+		}
+	}
+	return up
+}
+
+func headerContext(p known.ProjectID, name string) string { return string(p) + "|header|" + name }
+
+// endpoint returns project p's user-data endpoint ready to call, or nil when it has none or it
+// is disabled.
+func (s *Service) endpoint(ctx context.Context, p known.ProjectID) (*profile.Endpoint, error) {
+	e, sealed, err := s.store.EndpointHeaders(ctx, p)
+	if err != nil || e == nil || !e.Enabled {
+		return nil, err
+	}
+	ep := &profile.Endpoint{URL: e.URL, IDPlacement: e.IDPlacement, QueryParam: e.QueryParam}
+	for _, h := range sealed {
+		v, err := s.box.Open(h.Value, headerContext(p, h.Name))
+		if err != nil {
+			return nil, err
+		}
+		ep.Headers = append(ep.Headers, known.Header{Name: h.Name, Value: string(v)})
+	}
+	return ep, nil
+}
+
+// stale reports whether a stored profile should be fetched again.
+func (s *Service) stale(pr *known.Profile, now time.Time) bool {
+	return pr == nil || now.Sub(pr.CheckedAt) > s.prof.maxAge
+}
+
+// refreshProfile fetches user u's profile now, stores it, records the endpoint's status and
+// applies a found profile to the user (seed 000): 200 updates names, email, phone and
+// metadata; 404 keeps the user as a new profile; 401/403 change no user; errors and timeouts
+// keep the earlier data. Concurrent calls for one user share one fetch.
+func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *profile.Endpoint, u known.UserID, ext string, prev *known.Profile) (*known.Profile, error) {
+	v, err, _ := s.prof.flights.Do(string(p)+"|"+string(u), func() (any, error) {
+		ctx := context.WithoutCancel(ctx) // shared: one caller giving up must not fail the others
+		release, err := s.prof.acquire(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		r := s.prof.client.Fetch(ctx, *ep, ext)
+		release()
+		now := s.clock()
+		pr := &known.Profile{UserID: u, ProjectID: p, Status: r.Status, CheckedAt: now}
+		switch r.Status {
+		case known.ProfileFound:
+			d := r.Data
+			pr.FirstName, pr.LastName, pr.Email, pr.PhoneNumber, pr.Metadata, pr.FetchedAt = d.FirstName, d.LastName, d.Email, d.PhoneNumber, d.Metadata, &now
+		case known.ProfileNotFound:
+			pr.FetchedAt = &now
+		default:
+			if prev != nil {
+				pr.FirstName, pr.LastName, pr.Email, pr.PhoneNumber, pr.Metadata, pr.FetchedAt = prev.FirstName, prev.LastName, prev.Email, prev.PhoneNumber, prev.Metadata, prev.FetchedAt
+			}
+		}
+		if err := s.store.SaveProfile(ctx, pr); err != nil {
+			return nil, err
+		}
+		var msg *string
+		if r.Error != "" {
+			msg = &r.Error
+		}
+		if err := s.store.RecordEndpointCheck(ctx, p, r.Status, msg, now); err != nil {
+			return nil, err
+		}
+		if r.Status == known.ProfileFound {
+			if err := s.applyProfile(ctx, p, u, r.Data, now); err != nil {
+				return nil, err
+			}
+		}
+		return pr, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*known.Profile), nil
+}
+
+// applyProfile writes a found profile to its user through the same rules as identify. An
+// email or phone that belongs to another user is left out rather than guessed.
+func (s *Service) applyProfile(ctx context.Context, p known.ProjectID, id known.UserID, d *profile.Data, now time.Time) error {
+	u, err := s.store.User(ctx, p, id)
+	if known.ErrorCode(err) == known.NotFound {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	var v validator
+	c := &claim{extField: "userId", stageMode: known.StageOverwrite}
+	c.email, c.emailKey = v.email(path("email"), d.Email)
+	c.phone = v.phone(path("phone_number"), d.PhoneNumber)
+	c.first = v.optString(path("first_name"), d.FirstName)
+	c.last = v.optString(path("last_name"), d.LastName)
+	c.metaSet, c.metaUnset = v.jsonPatch(path("metadata"), d.Metadata)
+	if len(v.errs) > 0 || checkMetadataKeys(path("metadata"), u.Metadata, c.metaSet, c.metaUnset) != nil {
+		// Bad values are dropped one by one rather than refusing the whole profile.
+		c.metaSet, c.metaUnset = nil, nil
+		for _, e := range v.errs {
+			switch e.Field[0] {
+			case "email":
+				c.email, c.emailKey = nil, nil
+			case "phone_number":
+				c.phone = nil
+			case "first_name":
+				c.first = nil
+			case "last_name":
+				c.last = nil
+			}
+		}
+	}
+	wc := &widgetCall{project: &known.Project{ID: p}, now: now}
+	err = s.apply(ctx, wc, u, c)
+	if known.ErrorCode(err) == known.IdentityConflict {
+		c.email, c.emailKey, c.phone = nil, nil, nil
+		err = s.apply(ctx, wc, u, c)
+	}
+	return err
+}
+
+// refreshLater fetches a user's profile in the background when it is missing or stale, so
+// that the widget's response never waits for the customer's API.
+func (s *Service) refreshLater(p known.ProjectID, u known.UserID, ext string) {
+	s.prof.background.Add(1)
+	go func() {
+		defer s.prof.background.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*profile.DefaultTimeout)
+		defer cancel()
+		ep, err := s.endpoint(ctx, p)
+		if err != nil || ep == nil {
+			return
+		}
+		stored, err := s.store.ProfilesOf(ctx, p, []known.UserID{u})
+		if err != nil || !s.stale(stored[u], s.clock()) {
+			return
+		}
+		_, _ = s.refreshProfile(ctx, p, ep, u, ext, stored[u])
+	}()
+}
+
+// Wait waits until background profile fetches end, or ctx does.
+func (s *Service) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.prof.background.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ExternalProfiles returns the external profiles of users of the caller's project, in order
+// (nil for a user without externalId, or without a profile when the endpoint is off): stored
+// profiles are read in one query, and missing or stale ones are fetched, each once, at most
+// KNOWN_PROFILE_CONCURRENCY at a time per project. For a per-request dataloader.
+func (s *Service) ExternalProfiles(ctx context.Context, users []*known.User) ([]*known.Profile, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]known.UserID, len(users))
+	for i, u := range users {
+		ids[i] = u.ID
+	}
+	stored, err := s.store.ProfilesOf(ctx, p, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*known.Profile, len(users))
+	ep, err := s.endpoint(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	var g errgroup.Group
+	for i, u := range users {
+		out[i] = stored[u.ID]
+		if ep == nil || u.ExternalID == nil || !s.stale(out[i], now) {
+			continue
+		}
+		g.Go(func() error {
+			pr, err := s.refreshProfile(ctx, p, ep, u.ID, string(*u.ExternalID), stored[u.ID])
+			out[i] = pr
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
