@@ -251,4 +251,37 @@ func TestImpersonation(t *testing.T) {
 			t.Fatalf("the JWT's user = %+v, want verified jwt-user named Jay Double", u)
 		}
 	})
+
+	// Last, as it fails by changing the victim while the bug it shows is there: the attacker's
+	// backend gives them an identification token for their own email; the browser sends it
+	// with the victim's userId. The token proves the email only: the userId is a mere claim.
+	t.Run("OwnTokenWithVictimsUserIDVerificationRequired", func(t *testing.T) {
+		defer func() {
+			if s := readSession(t, k.URL, victim.Token); !slices.Equal(s.conversationIDs(), []string{conv}) {
+				t.Errorf("the victim's session now lists %v", s.conversationIDs())
+			}
+		}()
+		r := gql(t, k.URL, key, `mutation($input: CreateIdentificationTokenInput!) {
+			createIdentificationToken(input: $input) { token expiresAt userErrors { field code message } }
+		}`, map[string]any{"input": map[string]any{"email": "mallory@example.com"}})
+		var data struct {
+			CreateIdentificationToken struct {
+				Token      *string
+				UserErrors []userError
+			}
+		}
+		r.decode(t, &data)
+		if data.CreateIdentificationToken.Token == nil {
+			t.Fatalf("createIdentificationToken = %s", r.Body)
+		}
+		p := tryIdentify(t, k.URL, "", map[string]any{"appId": appID, "userId": "victim-1", "email": "mallory@example.com",
+			"identificationToken": *data.CreateIdentificationToken.Token})
+		if p.Session != nil {
+			s := readSession(t, k.URL, p.Session.Token)
+			u := readUser(t, k.URL, key, *victim.UserID)
+			t.Fatalf("the attacker got a session (verified %v, user %s; the victim is %s) reading conversations %v (the victim's is %s); the victim's email is now %q",
+				p.Session.Verified, deref(p.Session.UserID), *victim.UserID, s.conversationIDs(), conv, deref(u.Email))
+		}
+		requireRefused(t, "identify with the victim's userId and a token for the attacker's email", p, []string{"input", "userId"}, "VERIFICATION_REQUIRED")
+	})
 }

@@ -105,22 +105,6 @@ func (s *Service) ReplyToConversation(ctx context.Context, id known.Conversation
 	return m, nil
 }
 
-// ConversationUser returns a conversation's user, or nil.
-func (s *Service) ConversationUser(ctx context.Context, c *known.Conversation) (*known.User, error) {
-	if c.UserID == nil {
-		return nil, nil
-	}
-	return s.optional(s.User(ctx, *c.UserID))
-}
-
-// optional turns NOT_FOUND into nil: for references whose object may have been deleted.
-func (s *Service) optional(u *known.User, err error) (*known.User, error) {
-	if known.ErrorCode(err) == known.NotFound {
-		return nil, nil
-	}
-	return u, err
-}
-
 // Organization returns one of the project's organizations.
 func (s *Service) Organization(ctx context.Context, id known.OrganizationID) (*known.Organization, error) {
 	p, err := known.ProjectFromContext(ctx)
@@ -157,41 +141,6 @@ func (s *Service) Companies(ctx context.Context, page known.Page) ([]*known.Comp
 	return s.store.Companies(ctx, p, page)
 }
 
-// UserCompanies returns a user's companies (at most a page of them, in link order).
-func (s *Service) UserCompanies(ctx context.Context, u *known.User) ([]*known.Company, error) {
-	p, err := known.ProjectFromContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cs, err := s.store.CompaniesByIDs(ctx, p, u.CompanyIDs)
-	return inOrder(cs, u.CompanyIDs, func(c *known.Company) known.CompanyID { return c.ID }), err
-}
-
-// UserOrganizations returns a user's organizations, in the order setUser sent them.
-func (s *Service) UserOrganizations(ctx context.Context, u *known.User) ([]*known.Organization, error) {
-	p, err := known.ProjectFromContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	os, err := s.store.OrganizationsByIDs(ctx, p, u.OrganizationIDs)
-	return inOrder(os, u.OrganizationIDs, func(o *known.Organization) known.OrganizationID { return o.ID }), err
-}
-
-// inOrder sorts items into the order of ids.
-func inOrder[T any, ID comparable](items []T, ids []ID, id func(T) ID) []T {
-	byID := make(map[ID]T, len(items))
-	for _, it := range items {
-		byID[id(it)] = it
-	}
-	out := make([]T, 0, len(items))
-	for _, i := range ids {
-		if it, ok := byID[i]; ok {
-			out = append(out, it)
-		}
-	}
-	return out
-}
-
 // ActiveCompany returns a user's active company, or nil.
 func (s *Service) ActiveCompany(ctx context.Context, u *known.User) (*known.Company, error) {
 	if u.ActiveCompanyID == nil {
@@ -222,10 +171,6 @@ func (s *Service) Events(ctx context.Context, user *known.UserID, company *known
 	return s.store.Events(ctx, p, store.EventFilter{UserID: user, CompanyID: company}, page)
 }
 
-// EventUser returns the user of an event, or nil when it is gone.
-func (s *Service) EventUser(ctx context.Context, id known.UserID) (*known.User, error) {
-	return s.optional(s.User(ctx, id))
-}
 
 // UsersByIDs returns the caller's project's users with these ids, in order (nil where there is
 // none): one query, for a per-request dataloader.
@@ -279,6 +224,29 @@ func nonNilIDs(ids []known.ConversationID) []known.ConversationID {
 		return []known.ConversationID{}
 	}
 	return ids
+}
+
+// UserCompanies returns a user's companies, in link order.
+func (s *Service) UserCompanies(ctx context.Context, u *known.User) ([]*known.Company, error) {
+	cs, err := s.CompaniesByIDs(ctx, u.CompanyIDs)
+	return present(cs), err
+}
+
+// UserOrganizations returns a user's organizations, in the order setUser sent them.
+func (s *Service) UserOrganizations(ctx context.Context, u *known.User) ([]*known.Organization, error) {
+	os, err := s.OrganizationsByIDs(ctx, u.OrganizationIDs)
+	return present(os), err
+}
+
+// present drops the nils of objects that are gone.
+func present[T any](items []*T) []*T {
+	out := items[:0:0]
+	for _, it := range items {
+		if it != nil {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // byKey places items in the order of keys, nil where a key has no item.
