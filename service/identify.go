@@ -354,9 +354,13 @@ func backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// match returns the existing user a claim names, or nil for a new identity: by externalId
-// first, then by email (only a user without an externalId, or a verified one), then by phone
-// in the same way. Identities of two different users are IDENTITY_CONFLICT.
+// match returns the existing user a claim names, or nil for a new identity. A proof covers
+// only the identity it proves (a userHash its userId, or its email when there is none; an
+// identification token its email; a JWT everything it signs): then only that identity chooses
+// the user, and every other identity in the claim must be free or already that user's, so
+// that a proof of one's own identity never reaches someone else's record. Without a proof a
+// user is matched by externalId first, by email only when the user has no externalId, then by
+// phone in the same way. Identities of two different users are IDENTITY_CONFLICT.
 func (s *Service) match(ctx context.Context, p known.ProjectID, c *claim) (*known.User, error) {
 	byExt, err := s.userByKey(ctx, p, store.KeyExternalID, c.ext)
 	if err != nil {
@@ -373,26 +377,65 @@ func (s *Service) match(ctx context.Context, p known.ProjectID, c *claim) (*know
 	conflict := func(field, msg string) error {
 		return known.FieldErrorf(path("input", field), known.IdentityConflict, "%s", msg)
 	}
-	target := byExt
-	if target == nil && byEmail != nil {
-		switch {
-		case byEmail.ExternalID != nil && c.ext != nil:
-			return nil, conflict("email", "this email belongs to a user with another "+c.extField)
-		case byEmail.ExternalID != nil && !byEmail.Verified:
-			return nil, conflict("email", "this email belongs to a user known by "+c.extField+": send it too")
+	extProven, emailProven := c.proves()
+	var target *known.User
+	switch {
+	case c.method != nil && c.ext != nil && extProven:
+		target = byExt
+		if target == nil && emailProven && byEmail != nil && byEmail.ExternalID == nil {
+			target = byEmail // a signed email and id: the email's user gets the id
 		}
+	case c.method != nil && emailProven:
 		target = byEmail
+	case c.method != nil:
+		return nil, known.Errorf(known.Internal, "a proof that proves no identity")
+	default:
+		target = byExt
+		if target == nil && byEmail != nil {
+			switch {
+			case byEmail.ExternalID != nil && c.ext != nil:
+				return nil, conflict("email", "this email belongs to a user with another "+c.extField)
+			case byEmail.ExternalID != nil && !byEmail.Verified:
+				return nil, conflict("email", "this email belongs to a user known by "+c.extField+": send it too")
+			}
+			target = byEmail
+		}
+		if target == nil && byPhone != nil && c.ext == nil && c.emailKey == nil && byPhone.ExternalID == nil {
+			target = byPhone
+		}
 	}
-	if target == nil && byPhone != nil && c.ext == nil && c.emailKey == nil && byPhone.ExternalID == nil {
-		target = byPhone
-	}
-	if byEmail != nil && byEmail.ID != target.ID {
-		return nil, conflict("email", "this email belongs to another user")
-	}
-	if byPhone != nil && (target == nil || byPhone.ID != target.ID) {
-		return nil, conflict("phoneNumber", "this phone number belongs to another user")
+	// An identity of another user: a verified one is never reached by a claim
+	// (VERIFICATION_REQUIRED); an unverified one is not guessed at (IDENTITY_CONFLICT).
+	for _, o := range []struct {
+		u     *known.User
+		field string
+	}{{byExt, c.extField}, {byEmail, "email"}, {byPhone, "phoneNumber"}} {
+		if o.u == nil || (target != nil && o.u.ID == target.ID) {
+			continue
+		}
+		if o.u.Verified {
+			return nil, known.FieldErrorf(path("input", o.field), known.VerificationRequired,
+				"this %s belongs to a verified user: only a proof of that identity reaches them", o.field)
+		}
+		return nil, conflict(o.field, "this "+o.field+" belongs to another user")
 	}
 	return target, nil
+}
+
+// proves reports which identities of the claim its proof covers.
+func (c *claim) proves() (ext, email bool) {
+	if c.method == nil {
+		return false, false
+	}
+	switch *c.method {
+	case known.VerifiedByJWT:
+		return true, true
+	case known.VerifiedByHMAC:
+		return c.ext != nil, c.ext == nil
+	case known.VerifiedByToken:
+		return false, true
+	}
+	return false, false
 }
 
 // userByKey returns the user owning an identity, or nil when value is nil or no user has it.

@@ -803,8 +803,11 @@ func TestVerificationPolicy(t *testing.T) {
 			if u := userByExt(t, e, "bob"); u != nil && u.Verified {
 				t.Errorf("Bob became verified (%v) by a token for another email; his email is now %q", *u.VerificationMethod, opt(u.Email))
 			}
-		case code != known.VerificationRequired && code != known.VerificationFailed:
-			t.Errorf("error %v, want VERIFICATION_REQUIRED or VERIFICATION_FAILED", err)
+		case code != known.VerificationRequired && code != known.VerificationFailed && code != known.IdentityConflict:
+			t.Errorf("error %v, want VERIFICATION_REQUIRED, VERIFICATION_FAILED or IDENTITY_CONFLICT", err)
+		}
+		if u := userByExt(t, e, "bob"); u == nil || u.Verified || opt(u.Email) == "mallory3@example.com" {
+			t.Errorf("Bob changed: %+v", u)
 		}
 	})
 }
