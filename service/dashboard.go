@@ -96,13 +96,7 @@ func (s *Service) ReplyToConversation(ctx context.Context, id known.Conversation
 	if err != nil {
 		return nil, err
 	}
-	now := s.clock()
-	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: p, ConversationID: c.ID, Body: body,
-		Author: known.AuthorAgent, CreatedAt: now}
-	if err := s.store.AddMessage(ctx, m); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return s.addMessage(ctx, c, body, known.AuthorAgent, false, s.clock())
 }
 
 // Organization returns one of the project's organizations.
@@ -170,7 +164,6 @@ func (s *Service) Events(ctx context.Context, user *known.UserID, company *known
 	}
 	return s.store.Events(ctx, p, store.EventFilter{UserID: user, CompanyID: company}, page)
 }
-
 
 // UsersByIDs returns the caller's project's users with these ids, in order (nil where there is
 // none): one query, for a per-request dataloader.

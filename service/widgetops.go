@@ -240,12 +240,23 @@ func (s *Service) StartConversation(ctx context.Context, appID *string, body str
 	if err := s.store.CreateConversation(ctx, c); err != nil {
 		return nil, err
 	}
+	m, err := s.addMessage(ctx, c, body, known.AuthorVisitor, wc.session.Verified(), wc.now)
+	if err != nil {
+		return nil, err
+	}
+	c.Last = m
+	return c, nil
+}
+
+// addMessage stores a new message of conversation c. verified records whether the visitor's
+// session was verified when it was sent (the inbox's badge; false for agents).
+func (s *Service) addMessage(ctx context.Context, c *known.Conversation, body string, author known.Author, verified bool, now time.Time) (*known.Message, error) {
 	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: c.ProjectID, ConversationID: c.ID, Body: body,
-		Author: known.AuthorVisitor, Verified: wc.session.Verified(), CreatedAt: wc.now}
+		Author: author, Verified: verified, CreatedAt: now}
 	if err := s.store.AddMessage(ctx, m); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return m, nil
 }
 
 // SendMessage adds the visitor's message to a conversation its session may read (NOT_FOUND
@@ -273,12 +284,7 @@ func (s *Service) SendMessage(ctx context.Context, appID *string, conversation k
 	if _, err := s.sessionUser(ctx, wc, false); err != nil {
 		return nil, err
 	}
-	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: c.ProjectID, ConversationID: c.ID, Body: body,
-		Author: known.AuthorVisitor, Verified: wc.session.Verified(), CreatedAt: wc.now}
-	if err := s.store.AddMessage(ctx, m); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return s.addMessage(ctx, c, body, known.AuthorVisitor, wc.session.Verified(), wc.now)
 }
 
 // mayRead reports whether a widget session may read a conversation: its own visitor's, or,
