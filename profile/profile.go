@@ -124,6 +124,10 @@ func RequestURL(e Endpoint, id string) (string, error) {
 		u.RawQuery = q.Encode()
 		return u.String(), nil
 	}
+	if id == "." || id == ".." {
+		// A dot segment would move the request off {id}, to another path of the customer's API.
+		return "", errors.New("the id . or .. cannot be placed in a URL path")
+	}
 	return strings.ReplaceAll(e.URL, "{id}", url.PathEscape(id)), nil
 }
 
@@ -145,7 +149,7 @@ func (c *Client) fetch(ctx context.Context, e Endpoint, id string) Result {
 	defer cancel()
 	target, err := RequestURL(e, id)
 	if err != nil {
-		return Result{Status: known.ProfileError, Error: "the endpoint URL is not valid"}
+		return Result{Status: known.ProfileError, Error: "the request URL could not be made: " + err.Error()}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {

@@ -56,6 +56,7 @@ func (r *companyResolver) Users(ctx context.Context, obj *known.Company, first *
 	if err != nil {
 		return nil, err
 	}
+	r.preloadUsers(ctx, us)
 	return userConnection(us, more), nil
 }
 

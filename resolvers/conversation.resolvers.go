@@ -90,6 +90,7 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 	if err != nil {
 		return nil, err
 	}
+	r.preloadConversations(ctx, cs)
 	return conversationConnection(cs, more), nil
 }
 

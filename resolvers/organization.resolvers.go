@@ -23,6 +23,7 @@ func (r *organizationResolver) Users(ctx context.Context, obj *known.Organizatio
 	if err != nil {
 		return nil, err
 	}
+	r.preloadUsers(ctx, us)
 	return userConnection(us, more), nil
 }
 

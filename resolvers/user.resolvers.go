@@ -76,6 +76,7 @@ func (r *queryResolver) Users(ctx context.Context, first *int, after *string, fi
 	if err != nil {
 		return nil, err
 	}
+	r.preloadUsers(ctx, users)
 	return userConnection(users, more), nil
 }
 
@@ -152,6 +153,7 @@ func (r *userResolver) Conversations(ctx context.Context, obj *known.User, first
 	if err != nil {
 		return nil, err
 	}
+	r.preloadConversations(ctx, cs)
 	return conversationConnection(cs, more), nil
 }
 

@@ -80,6 +80,9 @@ type claim struct {
 	method *known.VerificationMethod
 	// token is the identification token that verified it, whose names fill a nameless user.
 	token *known.IdentificationToken
+	// unseen marks a claim that does not come from the visitor (a fetched profile): it does
+	// not move the user's lastSeenAt.
+	unseen bool
 }
 
 // identityField names the input field of the strongest identity the claim asserts.
@@ -453,13 +456,27 @@ func (s *Service) userByKey(ctx context.Context, p known.ProjectID, kind store.K
 // apply writes a claim's identities and attributes to user u.
 func (s *Service) apply(ctx context.Context, wc *widgetCall, u *known.User, c *claim) error {
 	p := wc.project.ID
-	up := store.UserUpdate{UpdatedAt: wc.now, LastSeenAt: &wc.now, Metadata: c.metaSet, MetadataUnset: c.metaUnset, AvatarURL: c.avatar}
-	var release []store.IdentityKey
+	up := store.UserUpdate{UpdatedAt: wc.now, Metadata: c.metaSet, MetadataUnset: c.metaUnset, AvatarURL: c.avatar}
+	if !c.unseen {
+		up.LastSeenAt = &wc.now
+	}
+	var release, claimed []store.IdentityKey
+	// A claim that fails gives back what this call claimed before it, so that a refused
+	// write leaves no identity held by a user who does not show it.
+	defer func() {
+		for _, k := range claimed {
+			_ = s.store.ReleaseKey(context.WithoutCancel(ctx), p, k, string(u.ID))
+		}
+	}()
 	claimNew := func(kind store.KeyKind, value *string, field string) error {
-		err := s.store.ClaimKey(ctx, p, store.IdentityKey{Kind: kind, Value: *value}, u.ID)
+		k := store.IdentityKey{Kind: kind, Value: *value}
+		err := s.store.ClaimKey(ctx, p, k, u.ID)
 		var taken *store.KeyTakenError
 		if errors.As(err, &taken) {
 			return known.FieldErrorf(path("input", field), known.IdentityConflict, "this %s belongs to another user", field)
+		}
+		if err == nil {
+			claimed = append(claimed, k)
 		}
 		return err
 	}
@@ -516,6 +533,7 @@ func (s *Service) apply(ctx context.Context, wc *widgetCall, u *known.User, c *c
 	if _, err := s.store.UpdateUser(ctx, u.ID, up); err != nil {
 		return err
 	}
+	claimed = nil // written: the user shows them now
 	for _, k := range release {
 		if err := s.store.ReleaseKey(ctx, p, k, string(u.ID)); err != nil {
 			return err

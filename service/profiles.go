@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -68,6 +69,9 @@ var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 func (s *Service) endpointUpdate(v *validator, p known.ProjectID, in *EndpointInput) *store.EndpointUpdate {
 	at := func(name ...string) []string { return append(path("input", "userDataEndpoint"), name...) }
 	up := &store.EndpointUpdate{Enabled: in.Enabled, URL: strings.TrimSpace(in.URL), IDPlacement: in.IDPlacement, QueryParam: "id"}
+	if up.IDPlacement != "PATH" && up.IDPlacement != "QUERY" {
+		v.add(at("idPlacement"), known.Invalid, "idPlacement must be PATH or QUERY")
+	}
 	u, err := url.Parse(up.URL)
 	switch {
 	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || len(up.URL) > MaxURL:
@@ -139,6 +143,9 @@ func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *pro
 		}
 		r := s.prof.client.Fetch(ctx, *ep, ext)
 		release()
+		if _, err := s.store.User(ctx, p, u); known.ErrorCode(err) == known.NotFound {
+			return (*known.Profile)(nil), nil // deleted while we asked: keep nothing of theirs
+		}
 		now := s.clock()
 		pr := &known.Profile{UserID: u, ProjectID: p, Status: r.Status, CheckedAt: now}
 		switch r.Status {
@@ -186,35 +193,46 @@ func (s *Service) applyProfile(ctx context.Context, p known.ProjectID, id known.
 		return err
 	}
 	var v validator
-	c := &claim{extField: "userId", stageMode: known.StageOverwrite}
+	c := &claim{extField: "userId", stageMode: known.StageOverwrite, unseen: true}
 	c.email, c.emailKey = v.email(path("email"), d.Email)
 	c.phone = v.phone(path("phone_number"), d.PhoneNumber)
 	c.first = v.optString(path("first_name"), d.FirstName)
 	c.last = v.optString(path("last_name"), d.LastName)
 	c.metaSet, c.metaUnset = v.jsonPatch(path("metadata"), d.Metadata)
-	if len(v.errs) > 0 || checkMetadataKeys(path("metadata"), u.Metadata, c.metaSet, c.metaUnset) != nil {
-		// Bad values are dropped one by one rather than refusing the whole profile.
-		c.metaSet, c.metaUnset = nil, nil
-		for _, e := range v.errs {
-			switch e.Field[0] {
-			case "email":
-				c.email, c.emailKey = nil, nil
-			case "phone_number":
-				c.phone = nil
-			case "first_name":
-				c.first = nil
-			case "last_name":
-				c.last = nil
-			}
-		}
+	// Bad values are dropped one by one rather than refusing the whole profile.
+	for _, e := range v.errs {
+		c.drop(e.Field[0])
+	}
+	if checkMetadataKeys(path("metadata"), u.Metadata, c.metaSet, c.metaUnset) != nil {
+		c.drop("metadata")
 	}
 	wc := &widgetCall{project: &known.Project{ID: p}, now: now}
-	err = s.apply(ctx, wc, u, c)
-	if known.ErrorCode(err) == known.IdentityConflict {
-		c.email, c.emailKey, c.phone = nil, nil, nil
+	for range 3 {
 		err = s.apply(ctx, wc, u, c)
+		var e *known.Error
+		if known.ErrorCode(err) != known.IdentityConflict || !errors.As(err, &e) || len(e.Field) < 2 {
+			return err
+		}
+		// An email or phone that belongs to another user is left out, not guessed at.
+		c.drop(e.Field[len(e.Field)-1])
 	}
 	return err
+}
+
+// drop leaves one field out of a claim made from a profile.
+func (c *claim) drop(field string) {
+	switch field {
+	case "email":
+		c.email, c.emailKey = nil, nil
+	case "phone_number", "phoneNumber":
+		c.phone = nil
+	case "first_name":
+		c.first = nil
+	case "last_name":
+		c.last = nil
+	case "metadata":
+		c.metaSet, c.metaUnset = nil, nil
+	}
 }
 
 // refreshLater fetches a user's profile in the background when it is missing or stale, so

@@ -308,6 +308,9 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 			return err
 		}
 	}
+	if _, err := s.profiles.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
+		return fmt.Errorf("store: deleting profile: %w", err)
+	}
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting user: %w", err)
 	}
