@@ -21,6 +21,8 @@ type Loaders struct {
 	Organizations    *dataloadgen.Loader[known.OrganizationID, *known.Organization]
 	ConversationIDs  *dataloadgen.Loader[known.UserID, []known.ConversationID]
 	ExternalProfiles *dataloadgen.Loader[*known.User, *known.Profile]
+	// CompanyUsers loads the first page of a company's users.
+	CompanyUsers *dataloadgen.Loader[service.CompanyPage, service.UserPage]
 }
 
 // wait is how long a loader gathers keys before it queries: resolvers of one list run
@@ -36,6 +38,7 @@ func New(svc *service.Service) *Loaders {
 		Organizations:    dataloadgen.NewLoader(each(svc.OrganizationsByIDs), opts...),
 		ConversationIDs:  dataloadgen.NewLoader(each(svc.ConversationIDsOfUsers), opts...),
 		ExternalProfiles: dataloadgen.NewLoader(each(svc.ExternalProfiles), opts...),
+		CompanyUsers:     dataloadgen.NewLoader(each(svc.CompanyUsersFirstPages), opts...),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/knownhq/known/dataloader"
 	"github.com/knownhq/known/graph"
 	"github.com/knownhq/known/graph/model"
+	"github.com/knownhq/known/service"
 )
 
 // Name is the resolver for the name field.
@@ -52,7 +53,16 @@ func (r *companyResolver) Users(ctx context.Context, obj *known.Company, first *
 	if err != nil {
 		return nil, err
 	}
-	us, more, err := r.Service.LinkedUsers(ctx, &obj.ID, nil, page)
+	var us []*known.User
+	var more bool
+	if page.After == "" {
+		// First pages of many companies' users load together.
+		var pg service.UserPage
+		pg, err = dataloader.For(ctx, r.Service).CompanyUsers.Load(ctx, service.CompanyPage{Company: obj.ID, First: page.First})
+		us, more = pg.Users, pg.More
+	} else {
+		us, more, err = r.Service.LinkedUsers(ctx, &obj.ID, nil, page)
+	}
 	if err != nil {
 		return nil, err
 	}

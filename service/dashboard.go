@@ -254,3 +254,68 @@ func byKey[T any, K comparable](items []T, keys []K, key func(T) K) []T {
 	}
 	return out
 }
+
+// CompanyPage asks for the first page of a company's users.
+type CompanyPage struct {
+	Company known.CompanyID
+	First   int
+}
+
+// UserPage is one page of users and whether more follow.
+type UserPage struct {
+	Users []*known.User
+	More  bool
+}
+
+// CompanyUsersFirstPages returns the first page of users of each company, in order: one
+// query for all of them, bounded by the pages asked for; only a company whose page that
+// bound may have cut short is asked again on its own. For a per-request dataloader.
+func (s *Service) CompanyUsersFirstPages(ctx context.Context, pages []CompanyPage) ([]UserPage, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	limit, ids := 0, make([]known.CompanyID, len(pages))
+	for i, pg := range pages {
+		if err := checkPage(known.Page{First: pg.First}); err != nil {
+			return nil, err
+		}
+		limit += pg.First + 1
+		ids[i] = pg.Company
+	}
+	users, cut, err := s.store.UsersOfCompanies(ctx, p, ids, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]UserPage, len(pages))
+	for i, pg := range pages {
+		var got []*known.User
+		for _, u := range users {
+			if containsID(u.CompanyIDs, pg.Company) {
+				got = append(got, u)
+			}
+		}
+		if len(got) <= pg.First && cut {
+			// The shared bound may have hidden some of this company's users: ask exactly.
+			us, more, err := s.store.Users(ctx, p, store.UserFilter{CompanyID: &pg.Company}, known.Page{First: pg.First})
+			if err != nil {
+				return nil, err
+			}
+			out[i] = UserPage{Users: us, More: more}
+			continue
+		}
+		more := len(got) > pg.First
+		if more {
+			got = got[:pg.First]
+		}
+		out[i] = UserPage{Users: nonNilUsers(got), More: more}
+	}
+	return out, nil
+}
+
+func nonNilUsers(us []*known.User) []*known.User {
+	if us == nil {
+		return []*known.User{}
+	}
+	return us
+}

@@ -316,3 +316,11 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	}
 	return nil
 }
+
+// UsersOfCompanies returns project p's users linked to any of the companies, newest first, at
+// most limit of them, and whether the limit cut the list: one query for many companies.
+func (s *Store) UsersOfCompanies(ctx context.Context, p known.ProjectID, companies []known.CompanyID, limit int) ([]*known.User, bool, error) {
+	var docs []userDoc
+	more, err := s.page(ctx, s.users, bson.M{"projectId": string(p), "companyIds": bson.M{"$in": strs(companies)}}, known.Page{First: limit}, &docs)
+	return mapDocs(docs, (*userDoc).user), more, err
+}
