@@ -431,12 +431,19 @@ func inProcessKnown(tb testing.TB, monitor *event.CommandMonitor) (baseURL strin
 // the same number of MongoDB commands, counted by a command monitor on the store.
 func TestDashboardCommandCount(t *testing.T) {
 	counter := &commandCounter{}
-	baseURL, _ := inProcessKnown(t, counter.monitor())
+	baseURL, svc := inProcessKnown(t, counter.monitor())
 	api := newProfileAPI(t, time.Millisecond)
 	appID, key := createProject(t, baseURL, "Inbox")
 	setProfileEndpoint(t, baseURL, key, api, false)
 	seedInbox(t, baseURL, appID, 100)
 	setProfileEndpoint(t, baseURL, key, api, true)
+	// Each identify of the seeding checked in the background whether a profile fetch was due;
+	// those checks must not land inside a counted read.
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := svc.Wait(wctx); err != nil {
+		t.Fatalf("background profile checks did not end: %v", err)
+	}
 
 	cold, coldNames := counter.during(func() { readInbox(t, baseURL, key, 100) })
 	if total, distinct, _, _ := api.counts(); total != 100 || distinct != 100 {
