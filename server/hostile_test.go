@@ -207,8 +207,11 @@ func TestHostileInput(t *testing.T) {
 		}},
 		{"GetMutationIsRefused", func(t *testing.T) {
 			r := getGraphQL(t, k.URL, key, `mutation { createUser(input: {email: "viaget@example.com"}) { user { id } userErrors { code } } }`)
-			if r.Status != http.StatusNotAcceptable && r.Status != http.StatusMethodNotAllowed {
-				t.Fatalf("status = %d, want 406 or 405; body %s", r.Status, r.Body)
+			if r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "POST" {
+				t.Fatalf("status = %d, Allow %q; want 405 and POST; body %s", r.Status, r.Header.Get("Allow"), r.Body)
+			}
+			if len(r.Errors) == 0 || r.Errors[0].Extensions.Code != "BAD_REQUEST" {
+				t.Fatalf("a refused GET mutation answered %s, want code BAD_REQUEST", r.Body)
 			}
 			if len(r.Errors) == 0 || r.Errors[0].Message == "" || (string(r.Data) != "" && string(r.Data) != "null") {
 				t.Fatalf("a refused GET mutation answered %s, want errors and no data", r.Body)

@@ -206,6 +206,7 @@ type gqlError struct {
 // response is a decoded GraphQL response with its HTTP status.
 type response struct {
 	Status int
+	Header http.Header
 	Data   json.RawMessage
 	Errors []gqlError
 	Body   string
@@ -296,7 +297,7 @@ func doGraphQL(tb testing.TB, req *http.Request) response {
 	if err != nil {
 		tb.Fatalf("reading response: %v", err)
 	}
-	r := response{Status: res.StatusCode, Body: string(raw)}
+	r := response{Status: res.StatusCode, Header: res.Header, Body: string(raw)}
 	var env struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []gqlError      `json:"errors"`

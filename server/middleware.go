@@ -17,6 +17,8 @@ import (
 	"github.com/knownhq/known/service"
 	"github.com/rs/cors"
 	"github.com/rs/zerolog"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
 )
 
 // maxBody is the largest request body accepted (API.md §7).
@@ -220,5 +222,25 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"errors": []map[string]any{{"message": msg, "extensions": map[string]any{"code": code}}},
+	})
+}
+
+// queriesOnGET answers 405 to a GET request whose operation is not a query: GET requests must
+// not change anything (a link or a prefetch could run them), so mutations go by POST. A
+// request that does not parse is left to the GraphQL handler, which names the problem.
+func queriesOnGET(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			q := r.URL.Query()
+			doc, err := parser.ParseQuery(&ast.Source{Input: q.Get("query")})
+			if err == nil {
+				if op := doc.Operations.ForName(q.Get("operationName")); op != nil && op.Operation != ast.Query {
+					w.Header().Set("Allow", "POST")
+					writeError(w, http.StatusMethodNotAllowed, "BAD_REQUEST", "GET requests may only run queries: send "+string(op.Operation)+"s with POST")
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }
