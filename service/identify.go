@@ -252,10 +252,14 @@ func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*know
 		}
 	}
 	out, err := s.issue(ctx, ss, wc.now)
-	if err == nil && u != nil && c.ext != nil {
+	if err != nil {
+		return nil, err
+	}
+	remember(ctx, wc, out)
+	if u != nil && c.ext != nil {
 		s.refreshLater(p.ID, u.ID, *c.ext) // seed 000: a session that begins with an externalId
 	}
-	return out, err
+	return out, nil
 }
 
 // attach finds or makes the user a claim names and ties the session's visitor to it,

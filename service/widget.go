@@ -33,12 +33,8 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 	// One request is one widget call, however many of its fields need the caller: it is
 	// authenticated and counted against the rate limit once.
 	client := known.ClientFromContext(ctx)
-	key := "widget"
-	if appID != nil {
-		key += "|" + *appID
-	}
 	if client.Memo != nil {
-		if m, ok := client.Memo.Load(key).(*widgetMemo); ok {
+		if m, ok := client.Memo.Load(memoKey).(*widgetMemo); ok && (appID == nil || (m.err == nil && string(m.wc.project.ID) == *appID)) {
 			if m.err != nil {
 				return nil, m.err
 			}
@@ -51,7 +47,7 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 	}
 	wc, err := s.authenticateWidget(ctx, client, appID)
 	if client.Memo != nil {
-		client.Memo.Store(key, &widgetMemo{wc: wc, err: err})
+		client.Memo.Store(memoKey, &widgetMemo{wc: wc, err: err})
 	}
 	if err != nil {
 		return nil, err
@@ -66,6 +62,18 @@ func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (
 type widgetMemo struct {
 	wc  *widgetCall
 	err error
+}
+
+const memoKey = "widget"
+
+// remember makes ss the session of the rest of the request: fields of a payload that read
+// what the session may see (its conversations' messages) act for the session just issued.
+func remember(ctx context.Context, wc *widgetCall, ss *known.Session) {
+	if m := known.ClientFromContext(ctx).Memo; m != nil {
+		next := *wc
+		next.session = ss
+		m.Store(memoKey, &widgetMemo{wc: &next})
+	}
 }
 
 var errNoSession = known.Errorf(known.Unauthenticated, "this widget operation needs the X-Widget-Session token from identify or setUser")
@@ -210,7 +218,11 @@ func (s *Service) ResetSession(ctx context.Context) (*known.Session, error) {
 	if err := s.store.RevokeSession(ctx, wc.session.ID, wc.now); err != nil {
 		return nil, err
 	}
-	return s.issue(ctx, &known.Session{ProjectID: wc.project.ID, VisitorID: newVisitor(), Level: known.LevelAnonymous}, wc.now)
+	ss, err := s.issue(ctx, &known.Session{ProjectID: wc.project.ID, VisitorID: newVisitor(), Level: known.LevelAnonymous}, wc.now)
+	if err == nil {
+		remember(ctx, wc, ss)
+	}
+	return ss, err
 }
 
 // Session returns the caller's widget session (UNAUTHENTICATED without a live token).
