@@ -19,7 +19,6 @@ const (
 	NotFound        Code = "NOT_FOUND"
 	BadUserInput    Code = "BAD_USER_INPUT"
 	RateLimited     Code = "RATE_LIMITED"
-	NotImplemented  Code = "NOT_IMPLEMENTED"
 	Internal        Code = "INTERNAL_SERVER_ERROR"
 )
 

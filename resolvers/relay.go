@@ -91,11 +91,6 @@ func inputID(field []string, k known.Kind, id string) (string, error) {
 	return raw, err
 }
 
-// notYet is the answer of an operation whose issue has not landed yet.
-func notYet(what string) error {
-	return known.Errorf(known.NotImplemented, "%s is not available in this version of Known yet", what)
-}
-
 func ptr[T any](v T) *T { return &v }
 
 func conversationIDs(ids []known.ConversationID) []string {

@@ -450,8 +450,6 @@ func allUserIDs(tb testing.TB, baseURL, key string) []string {
 	return nil
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 func deref(s *string) string {
 	if s == nil {
 		return "<nil>"

@@ -6,7 +6,6 @@ package service
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"time"
 
 	"github.com/knownhq/known"
@@ -92,9 +91,4 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (known.Ca
 		return known.Caller{}, err
 	}
 	return known.Caller{ProjectID: p}, nil
-}
-
-// errDeadline tells whether err is the caller giving up, which is no fault of ours.
-func errDeadline(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }

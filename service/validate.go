@@ -148,10 +148,6 @@ func (v *validator) jsonObject(field []string, m map[string]any) map[string]any 
 	return out.(map[string]any)
 }
 
-type limitError struct{ msg string }
-
-func (e *limitError) Error() string { return e.msg }
-
 func normalizeJSON(x any, depth int) (any, error) {
 	switch t := x.(type) {
 	case map[string]any:
