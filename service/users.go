@@ -183,7 +183,7 @@ func (s *Service) SearchUsers(ctx context.Context, email, phone, externalID *str
 		return nil, known.Errorf(known.BadUserInput, "searchUsers needs email, phoneNumber or externalId")
 	}
 	matches := []UserMatch{}
-	seen := map[known.UserID]bool{}
+	var found []known.UserID
 	for _, k := range keys {
 		u, err := s.store.UserByKey(ctx, p, k)
 		if known.ErrorCode(err) == known.NotFound {
@@ -192,15 +192,17 @@ func (s *Service) SearchUsers(ctx context.Context, email, phone, externalID *str
 		if err != nil {
 			return nil, err
 		}
-		if seen[u.ID] {
-			continue
+		if !containsID(found, u.ID) {
+			found = append(found, u.ID)
+			matches = append(matches, UserMatch{User: u})
 		}
-		seen[u.ID] = true
-		ids, err := s.store.ConversationIDs(ctx, u.ID)
-		if err != nil {
-			return nil, err
-		}
-		matches = append(matches, UserMatch{User: u, ConversationIDs: ids})
+	}
+	ids, err := s.ConversationIDsOfUsers(ctx, found) // one query for every match
+	if err != nil {
+		return nil, err
+	}
+	for i := range matches {
+		matches[i].ConversationIDs = ids[i]
 	}
 	return matches, nil
 }
@@ -222,5 +224,9 @@ func (s *Service) DeleteUser(ctx context.Context, id known.UserID) error {
 // ConversationIDs returns the ids of a user's conversations, newest first. The user must have
 // been read through the caller's project already.
 func (s *Service) ConversationIDs(ctx context.Context, u known.UserID) ([]known.ConversationID, error) {
-	return s.store.ConversationIDs(ctx, u)
+	ids, err := s.ConversationIDsOfUsers(ctx, []known.UserID{u})
+	if err != nil {
+		return nil, err
+	}
+	return ids[0], nil
 }

@@ -255,26 +255,6 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 	return trimPage(out, page.First), nil
 }
 
-// ConversationIDs returns the ids of a user's conversations, newest first.
-func (s *Store) ConversationIDs(ctx context.Context, u known.UserID) ([]known.ConversationID, error) {
-	cur, err := s.conversations.Find(ctx, bson.M{"userId": string(u)},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetProjection(bson.M{"_id": 1}))
-	if err != nil {
-		return nil, fmt.Errorf("store: listing conversation ids: %w", err)
-	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("store: listing conversation ids: %w", err)
-	}
-	ids := make([]known.ConversationID, len(docs))
-	for i, d := range docs {
-		ids[i] = known.ConversationID(d.ID)
-	}
-	return ids, nil
-}
-
 // DeleteUser erases a user of project p with its identity keys, events, conversations and
 // their messages. The user document goes last, so that an interrupted delete can be repeated.
 func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
@@ -288,10 +268,11 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if d.ProjectID != string(p) {
 		return notFound("user")
 	}
-	convIDs, err := s.ConversationIDs(ctx, id)
+	byUser, err := s.ConversationIDsOfUsers(ctx, []known.UserID{id})
 	if err != nil {
 		return err
 	}
+	convIDs := byUser[id]
 	if len(convIDs) > 0 {
 		if _, err := s.messages.DeleteMany(ctx, bson.M{"conversationId": bson.M{"$in": convIDs}}); err != nil {
 			return fmt.Errorf("store: deleting messages: %w", err)
