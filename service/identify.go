@@ -256,7 +256,7 @@ func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*know
 		return nil, err
 	}
 	remember(ctx, wc, out)
-	if u != nil && c.ext != nil {
+	if e := p.UserDataEndpoint; e != nil && e.Enabled && u != nil && c.ext != nil {
 		s.refreshLater(p.ID, u.ID, *c.ext) // seed 000: a session that begins with an externalId
 	}
 	return out, nil
@@ -279,7 +279,7 @@ func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session,
 		if err != nil {
 			return nil, nil, err
 		}
-		visitor, err := s.visitorUser(ctx, p, ss.VisitorID)
+		visitor, err := s.visitorUserOr(ctx, p, ss.VisitorID, target)
 		if err != nil {
 			return nil, nil, err
 		}

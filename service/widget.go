@@ -157,12 +157,20 @@ func (s *Service) issue(ctx context.Context, ss *known.Session, now time.Time) (
 
 // visitorUser returns the user record of a visitor, or nil when the visitor has none yet.
 func (s *Service) visitorUser(ctx context.Context, p known.ProjectID, v known.VisitorID) (*known.User, error) {
+	return s.visitorUserOr(ctx, p, v, nil)
+}
+
+// visitorUserOr is visitorUser that does not read the user again when it is known already.
+func (s *Service) visitorUserOr(ctx context.Context, p known.ProjectID, v known.VisitorID, have *known.User) (*known.User, error) {
 	owner, err := s.store.KeyOwner(ctx, p, store.IdentityKey{Kind: store.KeyVisitor, Value: string(v)})
 	if known.ErrorCode(err) == known.NotFound {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	if have != nil && string(have.ID) == owner {
+		return have, nil // a returning user's visitor: the match already read them
 	}
 	u, err := s.store.User(ctx, p, known.UserID(owner))
 	if known.ErrorCode(err) == known.NotFound {
