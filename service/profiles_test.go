@@ -145,24 +145,6 @@ func (a *userAPI) fetchesOf(id string) int {
 // pathURL is the endpoint URL with PATH placement.
 func (a *userAPI) pathURL() string { return a.srv.URL + "/users/{id}" }
 
-// profileClock is a clock the test moves.
-type profileClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *profileClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *profileClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // profileOpts are the profile settings of a test service.
 type profileOpts struct {
 	maxAge      time.Duration
@@ -174,7 +156,7 @@ const testMaxAge = 5 * time.Minute
 
 // newProfileEnv is newEnv (its store and project) served by a service that fetches from local
 // user APIs, on a clock the test moves.
-func newProfileEnv(t *testing.T, o profileOpts) (*env, *profileClock) {
+func newProfileEnv(t *testing.T, o profileOpts) (*env, *testClock) {
 	t.Helper()
 	if o.maxAge == 0 {
 		o.maxAge = testMaxAge
@@ -182,7 +164,7 @@ func newProfileEnv(t *testing.T, o profileOpts) (*env, *profileClock) {
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Second
 	}
-	clock := &profileClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clock := &testClock{t: time.Now().UTC().Truncate(time.Millisecond)}
 	e := newEnv(t)
 	svc := service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken,
 		Profiles:      profile.New(profile.Options{AllowPrivate: true, Timeout: o.timeout}),
