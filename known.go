@@ -61,13 +61,64 @@ type Project struct {
 	UpdatedAt           time.Time
 }
 
+// IdentityKind is a kind of identity that names at most one user of a project.
+type IdentityKind string
+
+// Identity kinds.
+const (
+	IdentityExternalID IdentityKind = "EXTERNAL_ID"
+	IdentityEmail      IdentityKind = "EMAIL"
+	IdentityPhone      IdentityKind = "PHONE"
+)
+
+// IdentitySource says who asserted an identity: the widget (a visitor), the customer's backend
+// through the secret key (createUser), or the customer's user API (a fetched profile).
+type IdentitySource string
+
+// Identity sources.
+const (
+	SourceWidget  IdentitySource = "WIDGET"
+	SourceAPI     IdentitySource = "API"
+	SourceProfile IdentitySource = "PROFILE"
+)
+
+// Identity is one identity of a user (API.md §3, "proof is per identity"): proven when a proof
+// covered it, with the method and time of that proof; otherwise claimed, at the time it was
+// first asserted. Value is the normalized key (an email lower-cased).
+type Identity struct {
+	Kind   IdentityKind
+	Value  string
+	Proven bool
+	Method *VerificationMethod
+	Source IdentitySource
+	At     time.Time
+}
+
+// Covers reports whether a proof by method covers an identity of kind: a userHash the
+// externalId it hashes (or the email when the claim has no externalId), a JWT the id and email
+// it signs, an identification token its email. No proof covers a phone number.
+func (m VerificationMethod) Covers(kind IdentityKind, hasExternalID bool) bool {
+	switch m {
+	case VerifiedByHMAC:
+		return kind == IdentityExternalID || (kind == IdentityEmail && !hasExternalID)
+	case VerifiedByJWT:
+		return kind == IdentityExternalID || kind == IdentityEmail
+	case VerifiedByToken:
+		return kind == IdentityEmail
+	}
+	return false
+}
+
 // User is a person a project knows: anonymous (only visitor ids), claimed or verified.
+// Verified, VerificationMethod and VerifiedAt derive from Identities: verified when at least
+// one identity is proven, by the method and at the time of the latest proof.
 type User struct {
 	ID                 UserID
 	ProjectID          ProjectID
 	ExternalID         *ExternalID
 	FkUserID           *string
 	VisitorIDs         []VisitorID
+	Identities         []Identity
 	Verified           bool
 	VerificationMethod *VerificationMethod
 	VerifiedAt         *time.Time
@@ -86,11 +137,41 @@ type User struct {
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
 	LastSeenAt         *time.Time
+	// Rev is the stored user's revision: a write that must not race another (identities,
+	// metadata within its limit) is made only if the user is still at the revision it read.
+	Rev int64
 }
 
 // Anonymous reports whether nothing but visitor ids identifies the user.
 func (u *User) Anonymous() bool {
 	return u.ExternalID == nil && u.Email == nil && u.PhoneNumber == nil
+}
+
+// Identity returns the user's identity of this kind, or nil.
+func (u *User) Identity(kind IdentityKind) *Identity {
+	for i := range u.Identities {
+		if u.Identities[i].Kind == kind {
+			return &u.Identities[i]
+		}
+	}
+	return nil
+}
+
+// Holds reports whether the user has identity kind with this normalized value.
+func (u *User) Holds(kind IdentityKind, value string) bool {
+	id := u.Identity(kind)
+	return id != nil && id.Value == value
+}
+
+// Derive sets Verified, VerificationMethod and VerifiedAt from the user's identities.
+func (u *User) Derive() {
+	u.Verified, u.VerificationMethod, u.VerifiedAt = false, nil, nil
+	for _, id := range u.Identities {
+		if id.Proven && (u.VerifiedAt == nil || id.At.After(*u.VerifiedAt)) {
+			at := id.At
+			u.Verified, u.VerificationMethod, u.VerifiedAt = true, id.Method, &at
+		}
+	}
 }
 
 // Organization is a group of users sent by setUser (seed 003), named by the customer's own id.

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/identity"
 	"github.com/knownhq/known/store"
 )
 
@@ -67,7 +68,7 @@ func (s *Service) Messages(ctx context.Context, c *known.Conversation, page know
 		if werr != nil {
 			return nil, false, werr
 		}
-		if !mayRead(wc.session, c) {
+		if !identity.MayRead(wc.session, c) {
 			return nil, false, known.Errorf(known.NotFound, "conversation not found")
 		}
 		if err := s.mayActFor(ctx, wc.session); err != nil {

@@ -3,10 +3,14 @@ package service
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/identity"
 	"github.com/knownhq/known/store"
+	"golang.org/x/sync/errgroup"
 )
 
 // IdentifyInput is identify's input (seed 002, with seed 000's userId and seed 004's token).
@@ -57,9 +61,30 @@ type OrganizationInput struct {
 	Attrs map[string]any
 }
 
-// claim is an identify or setUser call after validation: what it asserts and what it writes.
+// claimFields is what any source asserts, before validation: identify's and setUser's inputs,
+// a JWT's claims and a fetched profile are each put in this one shape, and newClaim makes the
+// claim from it.
+type claimFields struct {
+	source known.IdentitySource
+	// at names a field of the source in errors; extField is its externalId field's name.
+	at       func(name string) []string
+	extField string
+	// Field names of the source, when they are not the identify names.
+	emailField, phoneField, firstField, lastField, metaField, orgsField string
+
+	ext, email, phone, name, first, last, avatar *string
+	meta                                         map[string]any
+	company                                      *CompanyInput
+	companyIDs                                   []string
+	orgs                                         []OrganizationInput
+	setOrgs                                      bool
+}
+
+// claim is a call's identity claim after validation: what it asserts (identity.Claim) and
+// what it writes.
 type claim struct {
-	extField   string // "userId" (identify) or "id" (setUser), for errors
+	identity.Claim
+	extField   string
 	ext        *string
 	email      *string
 	emailKey   *string
@@ -68,81 +93,100 @@ type claim struct {
 	first      *string
 	last       *string
 	avatar     *string
-	metaSet    map[string]any
-	metaUnset  []string
 	company    *CompanyInput
 	companyIDs []string
 	stageMode  known.StageMode
 	orgs       []OrganizationInput
 	setOrgs    bool
-	logout     bool
-	// method is the proof that verified the claim, nil for a claim without one.
-	method *known.VerificationMethod
-	// token is the identification token that verified it, whose names fill a nameless user.
+	// token is the identification token that proved the email: its names fill a nameless user.
 	token *known.IdentificationToken
-	// unseen marks a claim that does not come from the visitor (a fetched profile): it does
-	// not move the user's lastSeenAt.
-	unseen bool
+	// fixed is the user a fetched profile is about: the claim lands on it (identity.Facts.Fixed),
+	// does not move its lastSeenAt, and adds no visitor.
+	fixed *known.User
 }
 
-// identityField names the input field of the strongest identity the claim asserts.
-func (c *claim) identityField() string {
-	switch {
-	case c.ext != nil:
-		return c.extField
-	case c.emailKey != nil:
-		return "email"
+// newClaim validates what a source asserts and makes its claim: the one constructor for every
+// source. Problems are collected in v.
+func newClaim(v *validator, f claimFields) *claim {
+	name := func(n, def string) string {
+		if n != "" {
+			return n
+		}
+		return def
 	}
-	return "phoneNumber"
-}
-
-// metaField names the claim's metadata field: attrs in setUser, metadata in identify.
-func (c *claim) metaField() string {
-	if c.extField == "id" {
-		return "attrs"
+	c := &claim{extField: f.extField}
+	c.Source = f.source
+	if f.extField != "" {
+		c.ext = v.optString(f.at(f.extField), f.ext)
 	}
-	return "metadata"
+	emailField := name(f.emailField, "email")
+	c.email, c.emailKey = v.email(f.at(emailField), f.email)
+	phoneField := name(f.phoneField, "phoneNumber")
+	c.phone = v.phone(f.at(phoneField), f.phone)
+	c.name = v.optString(f.at("name"), f.name)
+	c.first = v.optString(f.at(name(f.firstField, "firstName")), f.first)
+	c.last = v.optString(f.at(name(f.lastField, "lastName")), f.last)
+	c.avatar = v.httpsURL(f.at("avatarUrl"), f.avatar)
+	c.MetaField = f.at(name(f.metaField, "metadata"))
+	c.MetaSet, c.MetaUnset = v.jsonPatch(c.MetaField, f.meta)
+	if f.company != nil {
+		at := func(n string) []string { return append(f.at("company"), n) }
+		c.company = &CompanyInput{
+			ID:       v.requiredString(at("id"), f.company.ID),
+			Name:     v.optString(at("name"), f.company.Name),
+			Stage:    v.optString(at("stage"), f.company.Stage),
+			Metadata: v.jsonObject(at("metadata"), f.company.Metadata),
+		}
+	}
+	if f.companyIDs != nil {
+		c.companyIDs = v.idList(f.at("companyIds"), f.companyIDs, MaxCompanyIDs)
+	}
+	if f.setOrgs {
+		c.setOrgs = true
+		c.orgs = v.organizations(f.at(name(f.orgsField, "organizations")), f.orgs)
+	}
+	for _, a := range []struct {
+		kind  known.IdentityKind
+		value *string
+		field string
+	}{{known.IdentityExternalID, c.ext, f.extField}, {known.IdentityEmail, c.emailKey, emailField}, {known.IdentityPhone, c.phone, phoneField}} {
+		if a.value != nil {
+			c.Identities = append(c.Identities, identity.Asserted{Kind: a.kind, Value: *a.value, Field: f.at(a.field)})
+		}
+	}
+	return c
 }
 
-func (c *claim) identified() bool { return c.ext != nil || c.emailKey != nil || c.phone != nil }
+// proven marks the identities the proof by method covers (API.md §3: a proof proves exactly
+// what it covers; the rest of the call stays a claim).
+func (c *claim) proven(method known.VerificationMethod) {
+	c.Method = &method
+	for i := range c.Identities {
+		c.Identities[i].Proven = method.Covers(c.Identities[i].Kind, c.ext != nil)
+	}
+}
+
+func (c *claim) identified() bool { return len(c.Identities) > 0 }
 
 // writes reports whether the claim has anything to write to the visitor's record.
 func (c *claim) writes() bool {
 	return c.identified() || c.name != nil || c.first != nil || c.last != nil || c.avatar != nil ||
-		len(c.metaSet) > 0 || len(c.metaUnset) > 0 || c.company != nil || len(c.companyIDs) > 0 || c.setOrgs
+		len(c.MetaSet) > 0 || len(c.MetaUnset) > 0 || c.company != nil || len(c.companyIDs) > 0 || c.setOrgs
 }
 
-// Identify tells Known who the widget's visitor is (seed 002). Identity rules (API.md §3): a
-// user is matched by externalId first, by email only when the user has no externalId (or is
-// verified), never by a guess between two users (IDENTITY_CONFLICT); a visitor's anonymous
-// record merges into the user it becomes; a visitor already identified as someone else gets
-// a new visitor for the new identity. Returns the renewed session. User errors: INVALID,
-// LIMIT_EXCEEDED, IDENTITY_CONFLICT, VERIFICATION_REQUIRED.
+// Identify tells Known who the widget's visitor is (seed 002); the rule is identity.Decide
+// (API.md §3). Returns the renewed session. User errors: INVALID, LIMIT_EXCEEDED,
+// IDENTITY_CONFLICT, VERIFICATION_REQUIRED, VERIFICATION_FAILED.
 func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*known.Session, error) {
 	wc, err := s.widget(ctx, &in.AppID, false)
 	if err != nil {
 		return nil, err
 	}
 	var v validator
-	c := claim{extField: "userId"}
-	c.ext = v.optString(path("input", "userId"), in.UserID)
-	c.email, c.emailKey = v.email(path("input", "email"), in.Email)
-	c.phone = v.phone(path("input", "phoneNumber"), in.PhoneNumber)
-	c.name = v.optString(path("input", "name"), in.Name)
-	c.first = v.optString(path("input", "firstName"), in.FirstName)
-	c.last = v.optString(path("input", "lastName"), in.LastName)
-	c.avatar = v.httpsURL(path("input", "avatarUrl"), in.AvatarURL)
-	c.metaSet, c.metaUnset = v.jsonPatch(path("input", "metadata"), in.Metadata)
 	v.optString(path("input", "visitorId"), in.VisitorID)
-	if in.Company != nil {
-		c.company = &CompanyInput{
-			ID:       v.requiredString(path("input", "company", "id"), in.Company.ID),
-			Name:     v.optString(path("input", "company", "name"), in.Company.Name),
-			Stage:    v.optString(path("input", "company", "stage"), in.Company.Stage),
-			Metadata: v.jsonObject(path("input", "company", "metadata"), in.Company.Metadata),
-		}
-	}
-	c.companyIDs = v.idList(path("input", "companyIds"), in.CompanyIDs, MaxCompanyIDs)
+	c := newClaim(&v, claimFields{source: known.SourceWidget, at: inputField, extField: "userId",
+		ext: in.UserID, email: in.Email, phone: in.PhoneNumber, name: in.Name, first: in.FirstName, last: in.LastName,
+		avatar: in.AvatarURL, meta: in.Metadata, company: in.Company, companyIDs: in.CompanyIDs})
 	c.stageMode = wc.project.StageMode
 	if in.StageMode != nil {
 		c.stageMode = *in.StageMode
@@ -150,36 +194,14 @@ func (s *Service) Identify(ctx context.Context, in IdentifyInput) (*known.Sessio
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cp, err := s.prove(ctx, wc, &c, proofs{userHash: in.UserHash, jwt: in.JWT, identificationToken: in.IdentificationToken})
+	cp, err := s.prove(ctx, wc, c, proofs{userHash: in.UserHash, jwt: in.JWT, identificationToken: in.IdentificationToken})
 	if err != nil {
 		return nil, err
 	}
 	return s.identify(ctx, wc, cp)
 }
 
-// prove checks the proof a call gives, if any, and returns the claim to carry out: with a
-// JWT, the claim it signs (only signed fields are written); otherwise c, verified when its
-// userHash or identification token holds. A proof that fails is VERIFICATION_FAILED.
-func (s *Service) prove(ctx context.Context, wc *widgetCall, c *claim, p proofs) (*claim, error) {
-	switch {
-	case p.jwt != nil:
-		return s.jwtClaim(ctx, wc, *p.jwt, c.extField)
-	case p.userHash != nil:
-		if err := s.checkUserHash(ctx, wc, c, *p.userHash); err != nil {
-			return nil, err
-		}
-		m := known.VerifiedByHMAC
-		c.method = &m
-	case p.identificationToken != nil:
-		t, err := s.checkIdentificationToken(ctx, wc, c, *p.identificationToken)
-		if err != nil {
-			return nil, err
-		}
-		m := known.VerifiedByToken
-		c.method, c.token = &m, t
-	}
-	return c, nil
-}
+func inputField(name string) []string { return path("input", name) }
 
 // SetUser tells Known who the widget's visitor is (seed 003): like Identify, with id as the
 // externalId, attrs merged into metadata and organizations as the complete list (at most 10,
@@ -191,167 +213,506 @@ func (s *Service) SetUser(ctx context.Context, in SetUserInput) (*known.Session,
 		return nil, err
 	}
 	var v validator
-	c := claim{extField: "id", stageMode: wc.project.StageMode}
-	c.ext = v.optString(path("input", "id"), in.ID)
-	c.logout = c.ext == nil
-	c.email, c.emailKey = v.email(path("input", "email"), in.Email)
-	c.name = v.optString(path("input", "name"), in.Name)
-	c.avatar = v.httpsURL(path("input", "avatarUrl"), in.AvatarURL)
-	c.metaSet, c.metaUnset = v.jsonPatch(path("input", "attrs"), in.Attrs)
-	if in.Organizations != nil {
-		c.setOrgs = true
-		c.orgs = v.organizations(path("input", "organizations"), in.Organizations)
-	}
+	c := newClaim(&v, claimFields{source: known.SourceWidget, at: inputField, extField: "id", metaField: "attrs",
+		ext: in.ID, email: in.Email, name: in.Name, avatar: in.AvatarURL, meta: in.Attrs,
+		orgs: in.Organizations, setOrgs: in.Organizations != nil})
+	c.stageMode = wc.project.StageMode
+	c.Logout = c.ext == nil
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	if c.logout && c.identified() && in.JWT == nil {
+	if c.Logout && c.identified() && in.JWT == nil {
 		return nil, known.FieldErrorf(path("input", "id"), known.Invalid, "an anonymous visitor (id: null) cannot have an email")
 	}
-	cp, err := s.prove(ctx, wc, &c, proofs{userHash: in.UserHash, jwt: in.JWT})
+	cp, err := s.prove(ctx, wc, c, proofs{userHash: in.UserHash, jwt: in.JWT})
 	if err != nil {
 		return nil, err
 	}
 	return s.identify(ctx, wc, cp)
 }
 
-// identify is Identify and SetUser after validation.
-func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*known.Session, error) {
-	p := wc.project
-	if c.identified() && p.RequireVerification && c.method == nil {
-		return nil, known.FieldErrorf(path("input"), known.VerificationRequired,
-			"this app requires a proof (userHash, jwt or identificationToken) with every identity")
-	}
-	ss := wc.session
-	if ss != nil && c.logout && !ss.Anonymous() {
-		if err := s.store.RevokeSession(ctx, ss.ID, wc.now); err != nil {
-			return nil, err
-		}
-		ss = nil
-	}
-	if ss == nil {
-		ss = &known.Session{ProjectID: p.ID, VisitorID: newVisitor(), Level: known.LevelAnonymous}
-	}
-	var u *known.User
-	var err error
-	if c.identified() {
-		u, ss, err = s.attach(ctx, wc, ss, c)
-	} else if c.writes() {
-		wc.session = ss
-		u, err = s.sessionUser(ctx, wc, true)
+// prove checks the proof a call gives, if any, and returns the claim to carry out: with a
+// JWT, the claim it signs (only signed fields are written); otherwise c, with the identities
+// its userHash or identification token covers marked proven. A proof that fails is
+// VERIFICATION_FAILED.
+func (s *Service) prove(ctx context.Context, wc *widgetCall, c *claim, p proofs) (*claim, error) {
+	switch {
+	case p.jwt != nil:
+		jc, err := s.jwtClaim(ctx, wc, *p.jwt, c.extField)
 		if err == nil {
-			err = checkMetadataKeys(path("input", c.metaField()), u.Metadata, c.metaSet, c.metaUnset)
+			jc.stageMode = c.stageMode
 		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if u != nil {
-		if err := s.apply(ctx, wc, u, c); err != nil {
+		return jc, err
+	case p.userHash != nil:
+		if err := s.checkUserHash(ctx, wc, c, *p.userHash); err != nil {
 			return nil, err
 		}
+		c.proven(known.VerifiedByHMAC)
+	case p.identificationToken != nil:
+		t, err := s.checkIdentificationToken(ctx, wc, c, *p.identificationToken)
+		if err != nil {
+			return nil, err
+		}
+		c.proven(known.VerifiedByToken)
+		c.token = t
 	}
-	out, err := s.issue(ctx, ss, wc.now)
-	if err != nil {
-		return nil, err
-	}
-	remember(ctx, wc, out)
-	if e := p.UserDataEndpoint; e != nil && e.Enabled && u != nil && c.ext != nil {
-		s.refreshLater(p.ID, u.ID, *c.ext) // seed 000: a session that begins with an externalId
-	}
-	return out, nil
+	return c, nil
 }
 
-// attach finds or makes the user a claim names and ties the session's visitor to it,
-// returning the user and the session to issue (a new one when the visitor was someone else).
-func (s *Service) attach(ctx context.Context, wc *widgetCall, ss *known.Session, c *claim) (*known.User, *known.Session, error) {
-	p := wc.project.ID
-	var ended string // the session replaced by a new visitor's, if any
+// identify carries out a widget claim: gather the facts, decide (identity.Decide), carry out
+// the plan. A write that finds the facts changed under it (another call claimed a key, or
+// changed the user) starts over with fresh facts.
+func (s *Service) identify(ctx context.Context, wc *widgetCall, c *claim) (*known.Session, error) {
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			// Another call holds a key this one needs and is still writing its user: give it
 			// time rather than failing (100 visitors of one new user arrive together).
 			if err := backoff(ctx, attempt); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
-		target, err := s.match(ctx, p, c)
-		if err != nil {
-			return nil, nil, err
+		out, err := s.identifyOnce(ctx, wc, c)
+		if errors.Is(err, errStale) {
+			continue
 		}
-		visitor, err := s.visitorUserOr(ctx, p, ss.VisitorID, target)
-		if err != nil {
-			return nil, nil, err
-		}
-		if target != nil && target.Verified && c.method == nil && (!ss.Verified() || ss.UserID == nil || *ss.UserID != target.ID) {
-			return nil, nil, known.FieldErrorf(path("input", c.identityField()), known.VerificationRequired,
-				"this user is verified: identify them with a proof (userHash, jwt or identificationToken)")
-		}
-		if visitor != nil && !visitor.Anonymous() && (target == nil || target.ID != visitor.ID) {
-			// This browser's visitor is someone else: the new identity gets a visitor and a
-			// session of its own, and sees nothing of the other's. The old session ends once
-			// the new identity is in place.
-			if ss.ID != "" {
-				ended = ss.ID
-			}
-			ss, visitor = &known.Session{ProjectID: p, VisitorID: newVisitor()}, nil
-		}
-		if err := checkMetadataKeys(path("input", c.metaField()), metadataOf(target, visitor), c.metaSet, c.metaUnset); err != nil {
-			return nil, nil, err
-		}
-		switch {
-		case c.method != nil:
-			ss.Level, ss.Method = known.LevelVerified, c.method
-		case !ss.Verified() || (ss.UserID != nil && target != nil && *ss.UserID != target.ID):
-			ss.Level, ss.Method = known.LevelClaimed, nil
-		}
-		var u *known.User
-		switch {
-		case target == nil && visitor != nil:
-			// The anonymous visitor becomes this identity.
-			err = s.store.ClaimIdentities(ctx, p, visitor.ID, identityKeys(c.ext, c.emailKey, c.phone))
-			u = visitor
-		case target == nil:
-			u = &known.User{ID: known.UserID(store.NewID()), ProjectID: p, VisitorIDs: []known.VisitorID{ss.VisitorID},
-				Metadata: map[string]any{}, CreatedAt: wc.now, UpdatedAt: wc.now, LastSeenAt: &wc.now}
-			keys := append(identityKeys(c.ext, c.emailKey, c.phone), store.IdentityKey{Kind: store.KeyVisitor, Value: string(ss.VisitorID)})
-			err = s.store.CreateUser(ctx, u, keys)
-		case visitor != nil && visitor.ID != target.ID:
-			err = s.store.MergeUser(ctx, p, visitor, target.ID)
-			u = target
-		case visitor == nil:
-			err = s.store.ClaimKey(ctx, p, store.IdentityKey{Kind: store.KeyVisitor, Value: string(ss.VisitorID)}, target.ID)
-			if err == nil {
-				_, err = s.store.UpdateUser(ctx, target.ID, store.UserUpdate{AddVisitorIDs: []string{string(ss.VisitorID)}, UpdatedAt: wc.now})
-			}
-			u = target
-		default:
-			u = target
-		}
-		var taken *store.KeyTakenError
-		if errors.As(err, &taken) {
-			continue // another call claimed an identity first: match again
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if ended != "" && ended != ss.ID {
-			if err := s.store.RevokeSession(ctx, ended, wc.now); err != nil {
-				return nil, nil, err
-			}
-		}
-		ss.UserID = &u.ID
-		return u, ss, nil
+		return out, err
 	}
-	return nil, nil, known.FieldErrorf(path("input"), known.IdentityConflict, "this identity is being changed by other calls; try again")
+	return nil, known.FieldErrorf(path("input"), known.IdentityConflict, "this identity is being changed by other calls; try again")
 }
 
-// maxAttempts bounds how often a write that lost a race for an identity is tried again.
-const maxAttempts = 8
+// errStale says that the facts a decision was made on changed before its write landed.
+var errStale = errors.New("identity facts changed")
 
-// backoff waits a little longer at each attempt: 5 ms, 20 ms, 45 ms, … (1.4 s in all).
+// facts is what gather read: the decision's input, and what the write step needs besides.
+type facts struct {
+	identity.Facts
+	// candidate owns the keys reserved for a user this call may make or extend.
+	candidate known.UserID
+	reserved  []store.IdentityKey
+	// companies maps the claim's companies and organizations to their ids.
+	companies map[store.IdentityKey]string
+}
+
+// gather reads what the decision needs: the session's user, who holds each asserted identity,
+// and the ids of the claim's companies and organizations. An identity nobody holds is
+// reserved at once for the call's candidate user (one insert for all of them): the cheapest way
+// to learn that a key is free is to take it. What the plan does not use is given back.
+func (s *Service) gather(ctx context.Context, wc *widgetCall, c *claim) (*facts, error) {
+	p := wc.project.ID
+	f := &facts{Facts: identity.Facts{RequireVerification: wc.project.RequireVerification, Session: wc.session,
+		Holders: map[known.IdentityKind]*known.User{}}}
+	cur, err := s.currentUser(ctx, wc.project.ID, wc.session)
+	if err != nil {
+		return nil, err
+	}
+	if c.fixed != nil {
+		cur, f.Fixed = c.fixed, c.fixed
+	}
+	f.Current = cur
+	f.candidate = known.UserID(store.NewID())
+	if cur != nil {
+		f.candidate = cur.ID
+	}
+	var keys []store.IdentityKey
+	for _, a := range c.Identities {
+		if cur != nil && cur.Holds(a.Kind, a.Value) {
+			f.Holders[a.Kind] = cur
+			continue
+		}
+		keys = append(keys, store.KeyOf(a.Kind, a.Value))
+	}
+	var held []store.IdentityKey
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		held, err = s.store.ReserveKeys(gctx, p, keys, f.candidate)
+		return err
+	})
+	if ck := companyKeys(c); len(ck) > 0 {
+		g.Go(func() error {
+			var err error
+			f.companies, err = s.store.KeyedIDs(gctx, p, ck)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if !slices.Contains(held, k) {
+			f.reserved = append(f.reserved, k)
+		}
+	}
+	if len(held) == 0 {
+		return f, nil
+	}
+	holds, err := s.store.KeyHolds(ctx, p, held)
+	if err != nil {
+		return nil, s.giveBack(ctx, p, f, err)
+	}
+	var owners []known.UserID
+	for _, k := range held {
+		if h, ok := holds[k]; ok && !slices.Contains(owners, h.OwnerID) {
+			owners = append(owners, h.OwnerID)
+		}
+	}
+	users, err := s.store.UsersByIDsEach(ctx, p, owners)
+	if err != nil {
+		return nil, s.giveBack(ctx, p, f, err)
+	}
+	for _, a := range c.Identities {
+		k := store.KeyOf(a.Kind, a.Value)
+		if !slices.Contains(held, k) {
+			continue
+		}
+		h, ok := holds[k]
+		if !ok {
+			return nil, s.giveBack(ctx, p, f, errStale) // released since: look again
+		}
+		u := users[slices.Index(owners, h.OwnerID)]
+		if u == nil || !u.Holds(a.Kind, a.Value) {
+			// Its owner is still being written, or a crash left the key behind.
+			if time.Since(h.CreatedAt) > store.OrphanAge {
+				_ = s.store.ReleaseKeys(ctx, p, []store.IdentityKey{k}, h.OwnerID)
+			}
+			return nil, s.giveBack(ctx, p, f, errStale)
+		}
+		f.Holders[a.Kind] = u
+	}
+	return f, nil
+}
+
+// giveBack releases the keys gather reserved, and returns err.
+func (s *Service) giveBack(ctx context.Context, p known.ProjectID, f *facts, err error) error {
+	if len(f.reserved) > 0 {
+		_ = s.store.ReleaseKeys(context.WithoutCancel(ctx), p, f.reserved, f.candidate)
+		f.reserved = nil
+	}
+	return err
+}
+
+// companyKeys lists the identity keys of the claim's companies and organizations.
+func companyKeys(c *claim) []store.IdentityKey {
+	var ks []store.IdentityKey
+	if c.company != nil {
+		ks = append(ks, store.IdentityKey{Kind: store.KeyCompany, Value: c.company.ID})
+	}
+	for _, id := range c.companyIDs {
+		ks = append(ks, store.IdentityKey{Kind: store.KeyCompany, Value: id})
+	}
+	for _, o := range c.orgs {
+		ks = append(ks, store.IdentityKey{Kind: store.KeyOrganization, Value: o.ID})
+	}
+	return ks
+}
+
+// currentUser returns the user a session acts for: the user it is identified as, or its
+// visitor's anonymous record; nil when there is none (or no session).
+func (s *Service) currentUser(ctx context.Context, p known.ProjectID, ss *known.Session) (*known.User, error) {
+	if ss == nil {
+		return nil, nil
+	}
+	id := store.AnonymousUserID(p, ss.VisitorID)
+	if ss.UserID != nil {
+		id = *ss.UserID
+	}
+	u, err := s.store.User(ctx, p, id)
+	if known.ErrorCode(err) == known.NotFound {
+		return nil, nil
+	}
+	return u, err
+}
+
+// identifyOnce is one attempt of identify.
+func (s *Service) identifyOnce(ctx context.Context, wc *widgetCall, c *claim) (*known.Session, error) {
+	if !c.identified() && !c.writes() && !c.Logout {
+		return s.renew(ctx, wc, wc.session)
+	}
+	f, err := s.gather(ctx, wc, c)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := identity.Decide(c.Claim, f.Facts, wc.now)
+	if err != nil {
+		return nil, s.giveBack(ctx, wc.project.ID, f, err)
+	}
+	if plan.Logout {
+		if err := s.store.RevokeSession(ctx, wc.session.ID, wc.now); err != nil {
+			return nil, err
+		}
+		return s.renew(ctx, wc, nil)
+	}
+	// The session the call ends with.
+	ss := wc.session
+	var ended string
+	if ss == nil || plan.NewVisitor {
+		if ss != nil {
+			ended = ss.ID
+		}
+		ss = &known.Session{ProjectID: wc.project.ID, VisitorID: newVisitor()}
+	} else {
+		copied := *ss
+		ss = &copied
+	}
+	u, err := s.write(ctx, wc, c, f, plan, ss.VisitorID)
+	if err != nil {
+		return nil, err
+	}
+	if ended != "" {
+		if err := s.store.RevokeSession(ctx, ended, wc.now); err != nil {
+			return nil, err
+		}
+	}
+	ss.Level, ss.Method = plan.Level, plan.Method
+	if c.identified() {
+		ss.UserID = &u.ID
+	}
+	out, err := s.renew(ctx, wc, ss)
+	if err != nil {
+		return nil, err
+	}
+	if e := wc.project.UserDataEndpoint; e != nil && e.Enabled && c.ext != nil {
+		s.refreshLater(wc.project.ID, u.ID, *c.ext) // seed 000: a session that begins with an externalId
+	}
+	return out, nil
+}
+
+// write carries out a plan: keys first (a user never shows an identity whose key it does not
+// hold), then the user, then what moves to it, then the keys it gave up. visitor is the
+// visitor the call ends with.
+func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts, plan identity.Plan, visitor known.VisitorID) (*known.User, error) {
+	p := wc.project.ID
+	var id known.UserID
+	switch {
+	case plan.User != nil:
+		id = plan.User.ID
+	case plan.Promote:
+		id = f.Current.ID
+	case f.Current == nil || f.candidate != f.Current.ID:
+		id = f.candidate
+	default:
+		id = known.UserID(store.NewID())
+	}
+	if !c.identified() && plan.User == nil {
+		id = store.AnonymousUserID(p, visitor) // a visitor's first write makes its record
+	}
+	// Keys: the reserved ones move to the user when the candidate was someone else, and taken
+	// ones move from the user that only claimed them.
+	var moved []keyMove
+	undo := func(err error) error {
+		for i := len(moved) - 1; i >= 0; i-- {
+			m := moved[i]
+			if m.from == "" {
+				_ = s.store.ReleaseKeys(context.WithoutCancel(ctx), p, []store.IdentityKey{m.key}, m.to)
+			} else {
+				_, _ = s.store.MoveKey(context.WithoutCancel(ctx), p, m.key, m.to, m.from)
+			}
+		}
+		return err
+	}
+	for _, k := range f.reserved {
+		moved = append(moved, keyMove{key: k, to: f.candidate})
+		if id == f.candidate {
+			continue
+		}
+		ok, err := s.store.MoveKey(ctx, p, k, f.candidate, id)
+		if err != nil || !ok {
+			return nil, undo(orStale(err))
+		}
+		moved[len(moved)-1].to = id
+	}
+	for _, t := range plan.Takes {
+		k := store.KeyOf(t.Identity.Kind, t.Identity.Value)
+		ok, err := s.store.MoveKey(ctx, p, k, t.From.ID, id)
+		if err != nil || !ok {
+			return nil, undo(orStale(err))
+		}
+		moved = append(moved, keyMove{key: k, from: t.From.ID, to: id})
+	}
+
+	up, companies := s.userUpdate(wc, c, f, plan, visitor)
+	// The companies and organizations are written alongside the user: it names them by the
+	// ids gather found, and writing one again is harmless if the user's write must start over.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range companies {
+		g.Go(func() error { return w(gctx) })
+	}
+	var u *known.User
+	var err error
+	if plan.User == nil && !plan.Promote {
+		u = newUser(p, id, visitor, up, wc.now)
+		err = s.store.InsertUser(ctx, u)
+		if known.ErrorCode(err) == known.AlreadyExists && !c.identified() {
+			err = errStale // a concurrent first write of this visitor made its record
+		}
+	} else {
+		target := plan.User
+		if plan.Promote {
+			target = f.Current
+		}
+		if up.Identities != nil || len(up.Metadata) > 0 || plan.Merge != nil {
+			// The decision read these: write them only onto the user it read.
+			up.IfRev = &target.Rev
+		}
+		u, err = s.store.UpdateUser(ctx, id, up)
+		if errors.Is(err, store.ErrRevChanged) || known.ErrorCode(err) == known.NotFound {
+			err = errStale
+		}
+	}
+	if gerr := g.Wait(); err == nil {
+		err = gerr
+	}
+	if err != nil {
+		return nil, undo(err)
+	}
+	moved = nil // written: the user shows its keys now
+
+	if r := plan.Merge; r != nil {
+		if err := s.store.MoveUserData(ctx, r.ID, u.ID); err != nil {
+			return nil, err
+		}
+		if err := s.store.DeleteMergedUser(ctx, r.ID); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range plan.Takes {
+		if err := s.dropIdentity(ctx, t.From, t.Identity.Kind, wc.now); err != nil {
+			return nil, err
+		}
+	}
+	var release []store.IdentityKey
+	for _, r := range plan.Release {
+		release = append(release, store.KeyOf(r.Kind, r.Value))
+	}
+	if err := s.store.ReleaseKeys(ctx, p, release, u.ID); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+type keyMove struct {
+	key      store.IdentityKey
+	from, to known.UserID // from is "" for a key reserved by this call
+}
+
+func orStale(err error) error {
+	if err == nil {
+		return errStale
+	}
+	return err
+}
+
+// dropIdentity removes the identity of kind from user u, which lost it to a prover.
+func (s *Service) dropIdentity(ctx context.Context, u *known.User, kind known.IdentityKind, now time.Time) error {
+	for range maxAttempts {
+		ids := slices.DeleteFunc(slices.Clone(u.Identities), func(id known.Identity) bool { return id.Kind == kind })
+		empty := ""
+		up := store.UserUpdate{Identities: &ids, UpdatedAt: now, IfRev: &u.Rev}
+		switch kind {
+		case known.IdentityExternalID:
+			up.ExternalID = &empty
+		case known.IdentityEmail:
+			up.Email, up.EmailKey = &empty, &empty
+		case known.IdentityPhone:
+			up.PhoneNumber = &empty
+		}
+		_, err := s.store.UpdateUser(ctx, u.ID, up)
+		if !errors.Is(err, store.ErrRevChanged) {
+			if known.ErrorCode(err) == known.NotFound {
+				return nil
+			}
+			return err
+		}
+		if u, err = s.store.User(ctx, u.ProjectID, u.ID); err != nil {
+			if known.ErrorCode(err) == known.NotFound {
+				return nil
+			}
+			return err
+		}
+	}
+	return known.Errorf(known.Internal, "user %s kept changing", u.ID)
+}
+
+// userUpdate makes the write of a plan to its user: identities, names, metadata (a merged
+// record's keys the user lacks, then the claim's), companies, organizations, visitors.
+func (s *Service) userUpdate(wc *widgetCall, c *claim, f *facts, plan identity.Plan, visitor known.VisitorID) (store.UserUpdate, []func(context.Context) error) {
+	up := store.UserUpdate{UpdatedAt: wc.now, AvatarURL: c.avatar, Metadata: map[string]any{}, MetadataUnset: c.MetaUnset}
+	if c.fixed == nil {
+		up.LastSeenAt = &wc.now
+	}
+	base := plan.User
+	if plan.Promote {
+		base = f.Current
+	}
+	if base == nil {
+		base = &known.User{}
+	}
+	if c.identified() && !slices.Equal(plan.Identities, base.Identities) {
+		ids := slices.Clone(plan.Identities)
+		up.Identities = &ids
+	}
+	if c.ext != nil && (base.ExternalID == nil || string(*base.ExternalID) != *c.ext) {
+		up.ExternalID = c.ext
+	}
+	if c.emailKey != nil {
+		up.Email, up.EmailKey = c.email, c.emailKey
+	}
+	if c.phone != nil {
+		up.PhoneNumber = c.phone
+	}
+	first, last := c.first, c.last
+	if t := c.token; t != nil && first == nil && last == nil && c.name == nil &&
+		base.Name == nil && base.FirstName == nil && base.LastName == nil {
+		first, last = t.FirstName, t.LastName // seed 004: only a user with no name gets them
+	}
+	up.Name, up.FirstName, up.LastName = names(base, c.name, first, last)
+	if r := plan.Merge; r != nil {
+		for k, v := range r.Metadata {
+			if _, ok := base.Metadata[k]; !ok {
+				up.Metadata[k] = v // the user's own values win
+			}
+		}
+		up.AddVisitorIDs = strs(r.VisitorIDs)
+		up.AddCompanyIDs = strs(r.CompanyIDs)
+		if base.ActiveCompanyID == nil && r.ActiveCompanyID != nil {
+			id := string(*r.ActiveCompanyID)
+			up.ActiveCompanyID = &id
+		}
+	}
+	for k, v := range c.MetaSet {
+		up.Metadata[k] = v
+	}
+	if visitor != "" && !slices.Contains(base.VisitorIDs, visitor) {
+		up.AddVisitorIDs = append(up.AddVisitorIDs, string(visitor))
+	}
+	return up, s.linkCompanies(wc, c, f, &up)
+}
+
+// newUser is the user a plan makes from scratch, from the write meant for it.
+func newUser(p known.ProjectID, id known.UserID, visitor known.VisitorID, up store.UserUpdate, now time.Time) *known.User {
+	u := &known.User{ID: id, ProjectID: p, VisitorIDs: []known.VisitorID{visitor}, Metadata: up.Metadata,
+		ExternalID: (*known.ExternalID)(up.ExternalID), Email: up.Email, PhoneNumber: up.PhoneNumber,
+		Name: up.Name, FirstName: up.FirstName, LastName: up.LastName, AvatarURL: up.AvatarURL,
+		CompanyIDs: typed[known.CompanyID](up.AddCompanyIDs), ActiveCompanyID: (*known.CompanyID)(up.ActiveCompanyID),
+		CreatedAt: now, UpdatedAt: now, LastSeenAt: up.LastSeenAt}
+	if up.Identities != nil {
+		u.Identities = *up.Identities
+	}
+	if up.OrganizationIDs != nil {
+		u.OrganizationIDs = typed[known.OrganizationID](*up.OrganizationIDs)
+	}
+	return u
+}
+
+// maxAttempts bounds how often a write that lost a race (for an identity, or to change one
+// user) is tried again.
+const maxAttempts = 30
+
+// backoff waits before attempt (1, 2, …) a random time up to a bound that doubles from 2 ms
+// to 100 ms: random, so that calls that collided once do not collide again; about 2 s in all.
 func backoff(ctx context.Context, attempt int) error {
-	t := time.NewTimer(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	bound := min(2*time.Millisecond<<min(attempt, 10), 100*time.Millisecond)
+	t := time.NewTimer(rand.N(bound) + time.Millisecond)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -359,199 +720,6 @@ func backoff(ctx context.Context, attempt int) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// match returns the existing user a claim names, or nil for a new identity. A proof covers
-// only the identity it proves (a userHash its userId, or its email when there is none; an
-// identification token its email; a JWT everything it signs): then only that identity chooses
-// the user, and every other identity in the claim must be free or already that user's, so
-// that a proof of one's own identity never reaches someone else's record. Without a proof a
-// user is matched by externalId first, by email only when the user has no externalId, then by
-// phone in the same way. Identities of two different users are IDENTITY_CONFLICT.
-func (s *Service) match(ctx context.Context, p known.ProjectID, c *claim) (*known.User, error) {
-	byExt, err := s.userByKey(ctx, p, store.KeyExternalID, c.ext)
-	if err != nil {
-		return nil, err
-	}
-	byEmail, err := s.userByKey(ctx, p, store.KeyEmail, c.emailKey)
-	if err != nil {
-		return nil, err
-	}
-	byPhone, err := s.userByKey(ctx, p, store.KeyPhone, c.phone)
-	if err != nil {
-		return nil, err
-	}
-	conflict := func(field, msg string) error {
-		return known.FieldErrorf(path("input", field), known.IdentityConflict, "%s", msg)
-	}
-	extProven, emailProven := c.proves()
-	var target *known.User
-	switch {
-	case c.method != nil && c.ext != nil && extProven:
-		target = byExt
-		if target == nil && emailProven && byEmail != nil && byEmail.ExternalID == nil {
-			target = byEmail // a signed email and id: the email's user gets the id
-		}
-	case c.method != nil && emailProven:
-		target = byEmail
-	case c.method != nil:
-		return nil, known.Errorf(known.Internal, "a proof that proves no identity")
-	default:
-		target = byExt
-		if target == nil && byEmail != nil {
-			switch {
-			case byEmail.ExternalID != nil && c.ext != nil:
-				return nil, conflict("email", "this email belongs to a user with another "+c.extField)
-			case byEmail.ExternalID != nil && !byEmail.Verified:
-				return nil, conflict("email", "this email belongs to a user known by "+c.extField+": send it too")
-			}
-			target = byEmail
-		}
-		if target == nil && byPhone != nil && c.ext == nil && c.emailKey == nil && byPhone.ExternalID == nil {
-			target = byPhone
-		}
-	}
-	// An identity of another user: a verified one is never reached by a claim
-	// (VERIFICATION_REQUIRED); an unverified one is not guessed at (IDENTITY_CONFLICT).
-	for _, o := range []struct {
-		u     *known.User
-		field string
-	}{{byExt, c.extField}, {byEmail, "email"}, {byPhone, "phoneNumber"}} {
-		if o.u == nil || (target != nil && o.u.ID == target.ID) {
-			continue
-		}
-		if o.u.Verified {
-			return nil, known.FieldErrorf(path("input", o.field), known.VerificationRequired,
-				"this %s belongs to a verified user: only a proof of that identity reaches them", o.field)
-		}
-		return nil, conflict(o.field, "this "+o.field+" belongs to another user")
-	}
-	return target, nil
-}
-
-// proves reports which identities of the claim its proof covers.
-func (c *claim) proves() (ext, email bool) {
-	if c.method == nil {
-		return false, false
-	}
-	switch *c.method {
-	case known.VerifiedByJWT:
-		return true, true
-	case known.VerifiedByHMAC:
-		return c.ext != nil, c.ext == nil
-	case known.VerifiedByToken:
-		return false, true
-	}
-	return false, false
-}
-
-// userByKey returns the user owning an identity, or nil when value is nil or no user has it.
-func (s *Service) userByKey(ctx context.Context, p known.ProjectID, kind store.KeyKind, value *string) (*known.User, error) {
-	if value == nil {
-		return nil, nil
-	}
-	u, err := s.store.UserByKey(ctx, p, store.IdentityKey{Kind: kind, Value: *value})
-	if known.ErrorCode(err) == known.NotFound {
-		return nil, nil
-	}
-	return u, err
-}
-
-// apply writes a claim's identities and attributes to user u.
-func (s *Service) apply(ctx context.Context, wc *widgetCall, u *known.User, c *claim) error {
-	p := wc.project.ID
-	up := store.UserUpdate{UpdatedAt: wc.now, Metadata: c.metaSet, MetadataUnset: c.metaUnset, AvatarURL: c.avatar}
-	if !c.unseen {
-		up.LastSeenAt = &wc.now
-	}
-	var release, claimed []store.IdentityKey
-	// A claim that fails gives back what this call claimed before it, so that a refused
-	// write leaves no identity held by a user who does not show it.
-	defer func() {
-		for _, k := range claimed {
-			_ = s.store.ReleaseKey(context.WithoutCancel(ctx), p, k, string(u.ID))
-		}
-	}()
-	claimNew := func(kind store.KeyKind, value *string, field string) error {
-		k := store.IdentityKey{Kind: kind, Value: *value}
-		err := s.store.ClaimKey(ctx, p, k, u.ID)
-		var taken *store.KeyTakenError
-		if errors.As(err, &taken) {
-			return known.FieldErrorf(path("input", field), known.IdentityConflict, "this %s belongs to another user", field)
-		}
-		if err == nil {
-			claimed = append(claimed, k)
-		}
-		return err
-	}
-	if c.ext != nil && u.ExternalID == nil {
-		if err := claimNew(store.KeyExternalID, c.ext, c.extField); err != nil {
-			return err
-		}
-		up.ExternalID = c.ext
-	}
-	if c.emailKey != nil {
-		if old := emailKeyOf(u); old == nil || *old != *c.emailKey {
-			if err := claimNew(store.KeyEmail, c.emailKey, "email"); err != nil {
-				return err
-			}
-			if old != nil {
-				release = append(release, store.IdentityKey{Kind: store.KeyEmail, Value: *old})
-			}
-		}
-		up.Email, up.EmailKey = c.email, c.emailKey
-	}
-	if c.phone != nil && (u.PhoneNumber == nil || *u.PhoneNumber != *c.phone) {
-		if err := claimNew(store.KeyPhone, c.phone, "phoneNumber"); err != nil {
-			return err
-		}
-		if u.PhoneNumber != nil {
-			release = append(release, store.IdentityKey{Kind: store.KeyPhone, Value: *u.PhoneNumber})
-		}
-		up.PhoneNumber = c.phone
-	}
-	first, last := c.first, c.last
-	if t := c.token; t != nil && first == nil && last == nil && c.name == nil &&
-		u.Name == nil && u.FirstName == nil && u.LastName == nil {
-		first, last = t.FirstName, t.LastName // seed 004: only a user with no name gets them
-	}
-	up.Name, up.FirstName, up.LastName = names(u, c.name, first, last)
-	if c.method != nil {
-		method := string(*c.method)
-		up.Verified, up.VerificationMethod, up.VerifiedAt = ptrTo(true), &method, &wc.now
-	}
-	if err := s.linkCompanies(ctx, wc, c, &up); err != nil {
-		return err
-	}
-	if c.setOrgs {
-		ids := make([]string, 0, len(c.orgs))
-		for _, o := range c.orgs {
-			org, err := s.store.UpsertOrganization(ctx, p, o.ID, o.Name, o.Attrs, wc.now)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, string(org.ID))
-		}
-		up.OrganizationIDs = &ids
-	}
-	if _, err := s.store.UpdateUser(ctx, u.ID, up); err != nil {
-		return err
-	}
-	claimed = nil // written: the user shows them now
-	for _, k := range release {
-		if err := s.store.ReleaseKey(ctx, p, k, string(u.ID)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func emailKeyOf(u *known.User) *string {
-	if u.Email == nil {
-		return nil
-	}
-	k := lower(*u.Email)
-	return &k
 }
 
 // names keeps name and firstName/lastName consistent: a name alone is split into first and
@@ -581,41 +749,64 @@ func names(u *known.User, name, first, last *string) (n, f, l *string) {
 	return name, first, last
 }
 
-// linkCompanies upserts the claim's company (made active) and companyIds (linked only).
-func (s *Service) linkCompanies(ctx context.Context, wc *widgetCall, c *claim, up *store.UserUpdate) error {
+// linkCompanies links the claim's company (made active), companyIds (linked only) and
+// organizations (the complete list) in up, by the ids gather found or reserved, and returns
+// the writes that make or update them.
+func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.UserUpdate) []func(context.Context) error {
 	p := wc.project.ID
+	var writes []func(context.Context) error
 	if c.company != nil {
-		comp, err := s.store.UpsertCompany(ctx, p, c.company.ID, store.CompanyUpdate{
-			Name: c.company.Name, Metadata: c.company.Metadata, Stage: c.company.Stage,
-			StageIfEmpty: c.stageMode == known.StageIfEmpty,
-		}, wc.now)
-		if err != nil {
-			return err
-		}
-		id := string(comp.ID)
+		id := f.companies[store.IdentityKey{Kind: store.KeyCompany, Value: c.company.ID}]
 		up.AddCompanyIDs = append(up.AddCompanyIDs, id)
 		up.ActiveCompanyID = &id
+		writes = append(writes, func(ctx context.Context) error {
+			_, err := s.store.UpdateCompany(ctx, p, known.CompanyID(id), c.company.ID, store.CompanyUpdate{
+				Name: c.company.Name, Metadata: c.company.Metadata, Stage: c.company.Stage,
+				StageIfEmpty: c.stageMode == known.StageIfEmpty,
+			}, wc.now)
+			return err
+		})
 	}
 	for _, ext := range c.companyIDs {
-		comp, err := s.store.UpsertCompany(ctx, p, ext, store.CompanyUpdate{}, wc.now)
-		if err != nil {
+		id := f.companies[store.IdentityKey{Kind: store.KeyCompany, Value: ext}]
+		up.AddCompanyIDs = append(up.AddCompanyIDs, id)
+		writes = append(writes, func(ctx context.Context) error {
+			_, err := s.store.UpdateCompany(ctx, p, known.CompanyID(id), ext, store.CompanyUpdate{}, wc.now)
 			return err
+		})
+	}
+	if c.setOrgs {
+		ids := make([]string, 0, len(c.orgs))
+		for _, o := range c.orgs {
+			id := f.companies[store.IdentityKey{Kind: store.KeyOrganization, Value: o.ID}]
+			ids = append(ids, id)
+			writes = append(writes, func(ctx context.Context) error {
+				_, err := s.store.UpdateOrganization(ctx, p, known.OrganizationID(id), o.ID, o.Name, o.Attrs, wc.now)
+				return err
+			})
 		}
-		up.AddCompanyIDs = append(up.AddCompanyIDs, string(comp.ID))
+		up.OrganizationIDs = &ids
 	}
-	return nil
-}
-
-// metadataOf returns the metadata a claim's writes will land on: the matched user's, else
-// the visitor's record's (nil when neither exists yet).
-func metadataOf(target, visitor *known.User) map[string]any {
-	switch {
-	case target != nil:
-		return target.Metadata
-	case visitor != nil:
-		return visitor.Metadata
-	}
-	return nil
+	return writes
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func strs[T ~string](in []T) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = string(v)
+	}
+	return out
+}
+
+func typed[T ~string](in []string) []T {
+	if in == nil {
+		return nil
+	}
+	out := make([]T, len(in))
+	for i, v := range in {
+		out[i] = T(v)
+	}
+	return out
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/identity"
 	"github.com/knownhq/known/profile"
 	"github.com/knownhq/known/store"
 	"golang.org/x/sync/errgroup"
@@ -182,57 +183,63 @@ func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *pro
 	return v.(*known.Profile), nil
 }
 
-// applyProfile writes a found profile to its user through the same rules as identify. An
-// email or phone that belongs to another user is left out rather than guessed.
+// applyProfile writes a found profile to its user through the identity pipeline, as a claim
+// about that user (source PROFILE). An email or phone that belongs to another user, or that
+// would replace one the user proved, is left out rather than guessed; so is any field that is
+// not valid, one by one.
 func (s *Service) applyProfile(ctx context.Context, p known.ProjectID, id known.UserID, d *profile.Data, now time.Time) error {
-	u, err := s.store.User(ctx, p, id)
-	if known.ErrorCode(err) == known.NotFound {
-		return nil // deleted meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	var v validator
-	c := &claim{extField: "userId", stageMode: known.StageOverwrite, unseen: true}
-	c.email, c.emailKey = v.email(path("email"), d.Email)
-	c.phone = v.phone(path("phone_number"), d.PhoneNumber)
-	c.first = v.optString(path("first_name"), d.FirstName)
-	c.last = v.optString(path("last_name"), d.LastName)
-	c.metaSet, c.metaUnset = v.jsonPatch(path("metadata"), d.Metadata)
-	// Bad values are dropped one by one rather than refusing the whole profile.
-	for _, e := range v.errs {
-		c.drop(e.Field[0])
-	}
-	if checkMetadataKeys(path("metadata"), u.Metadata, c.metaSet, c.metaUnset) != nil {
-		c.drop("metadata")
-	}
-	wc := &widgetCall{project: &known.Project{ID: p}, now: now}
-	for range 3 {
-		err = s.apply(ctx, wc, u, c)
-		var e *known.Error
-		if known.ErrorCode(err) != known.IdentityConflict || !errors.As(err, &e) || len(e.Field) < 2 {
+	at := func(name string) []string { return path(name) }
+	drop := map[string]bool{}
+	for range 4 {
+		u, err := s.store.User(ctx, p, id)
+		if known.ErrorCode(err) == known.NotFound {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
 			return err
 		}
-		// An email or phone that belongs to another user is left out, not guessed at.
-		c.drop(e.Field[len(e.Field)-1])
+		var v validator
+		f := claimFields{source: known.SourceProfile, at: at, emailField: "email", phoneField: "phone_number",
+			firstField: "first_name", lastField: "last_name", metaField: "metadata"}
+		for name, dst := range map[string]**string{"email": &f.email, "phone_number": &f.phone, "first_name": &f.first, "last_name": &f.last} {
+			if !drop[name] {
+				*dst = map[string]*string{"email": d.Email, "phone_number": d.PhoneNumber, "first_name": d.FirstName, "last_name": d.LastName}[name]
+			}
+		}
+		if !drop["metadata"] {
+			f.meta = d.Metadata
+		}
+		c := newClaim(&v, f)
+		if len(v.errs) > 0 {
+			// Bad values are dropped one by one rather than refusing the whole profile.
+			for _, e := range v.errs {
+				drop[e.Field[0]] = true
+			}
+			continue
+		}
+		c.fixed = u
+		wc := &widgetCall{project: &known.Project{ID: p, StageMode: known.StageOverwrite}, now: now}
+		fs, err := s.gather(ctx, wc, c)
+		if err == nil {
+			var plan identity.Plan
+			plan, err = identity.Decide(c.Claim, fs.Facts, now)
+			if err != nil {
+				err = s.giveBack(ctx, p, fs, err)
+			} else {
+				_, err = s.write(ctx, wc, c, fs, plan, "")
+			}
+		}
+		var e *known.Error
+		switch {
+		case errors.Is(err, errStale):
+			continue
+		case errors.As(err, &e) && len(e.Field) > 0 && e.Code != known.Internal:
+			drop[e.Field[len(e.Field)-1]] = true // another user's email or phone, or too many keys
+			continue
+		}
+		return err
 	}
-	return err
-}
-
-// drop leaves one field out of a claim made from a profile.
-func (c *claim) drop(field string) {
-	switch field {
-	case "email":
-		c.email, c.emailKey = nil, nil
-	case "phone_number", "phoneNumber":
-		c.phone = nil
-	case "first_name":
-		c.first = nil
-	case "last_name":
-		c.last = nil
-	case "metadata":
-		c.metaSet, c.metaUnset = nil, nil
-	}
+	return nil
 }
 
 // refreshLater fetches a user's profile in the background when it is missing or stale, so

@@ -61,7 +61,16 @@ func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (*known.Us
 	u.ID = known.UserID(store.NewID())
 	u.CreatedAt, u.UpdatedAt = now, now
 
-	if err := s.store.CreateUser(ctx, u, identityKeys(ext, emailKey, phone)); err != nil {
+	for _, id := range []struct {
+		kind  known.IdentityKind
+		value *string
+	}{{known.IdentityExternalID, ext}, {known.IdentityEmail, emailKey}, {known.IdentityPhone, phone}} {
+		if id.value != nil {
+			// Written by the customer's backend: a claim, but the record a proof of it lands on.
+			u.Identities = append(u.Identities, known.Identity{Kind: id.kind, Value: *id.value, Source: known.SourceAPI, At: now})
+		}
+	}
+	if err := s.store.CreateUser(ctx, u); err != nil {
 		var taken *store.KeyTakenError
 		if errors.As(err, &taken) {
 			return nil, alreadyExists(taken)
@@ -69,21 +78,6 @@ func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (*known.Us
 		return nil, err
 	}
 	return u, nil
-}
-
-// identityKeys lists the identity keys of the given normalized identities, in matching order:
-// externalId, then email, then phone.
-func identityKeys(externalID, emailKey, phone *string) []store.IdentityKey {
-	var keys []store.IdentityKey
-	for _, k := range []struct {
-		kind store.KeyKind
-		v    *string
-	}{{store.KeyExternalID, externalID}, {store.KeyEmail, emailKey}, {store.KeyPhone, phone}} {
-		if k.v != nil {
-			keys = append(keys, store.IdentityKey{Kind: k.kind, Value: *k.v})
-		}
-	}
-	return keys
 }
 
 func alreadyExists(t *store.KeyTakenError) error {
@@ -178,7 +172,15 @@ func (s *Service) SearchUsers(ctx context.Context, email, phone, externalID *str
 	if err := badInput(v.err()); err != nil {
 		return nil, err
 	}
-	keys := identityKeys(ext, emailKey, ph)
+	var keys []store.IdentityKey
+	for _, k := range []struct {
+		kind  known.IdentityKind
+		value *string
+	}{{known.IdentityExternalID, ext}, {known.IdentityEmail, emailKey}, {known.IdentityPhone, ph}} {
+		if k.value != nil {
+			keys = append(keys, store.KeyOf(k.kind, *k.value))
+		}
+	}
 	if len(keys) == 0 {
 		return nil, known.Errorf(known.BadUserInput, "searchUsers needs email, phoneNumber or externalId")
 	}

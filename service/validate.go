@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/knownhq/known"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits of API.md §7.
@@ -88,6 +89,12 @@ func (v *validator) email(field []string, s *string) (email, key *string) {
 	}
 	if !validEmail(*e) {
 		v.add(field, known.Invalid, "%q is not a valid email address", *e)
+		return nil, nil
+	}
+	if norm.NFKC.String(*e) != *e {
+		// Two spellings that normalize alike (KELVIN SIGN and K, fullwidth letters) would
+		// share a key after case folding: refuse them, so that two mailboxes never do.
+		v.add(field, known.Invalid, "%q has characters that Unicode NFKC normalization changes (such as U+212A KELVIN SIGN or fullwidth letters): send the address in its normalized form", *e)
 		return nil, nil
 	}
 	k := strings.ToLower(*e)
@@ -310,24 +317,4 @@ func (v *validator) organizations(field []string, orgs []OrganizationInput) []Or
 		return nil
 	}
 	return out
-}
-
-// checkMetadataKeys refuses (LIMIT_EXCEEDED) a write that would leave stored metadata with
-// more than MaxJSONKeys keys: existing, plus set, less unset.
-func checkMetadataKeys(field []string, existing, set map[string]any, unset []string) error {
-	n := len(existing)
-	for k := range set {
-		if _, ok := existing[k]; !ok {
-			n++
-		}
-	}
-	for _, k := range unset {
-		if _, ok := existing[k]; ok {
-			n--
-		}
-	}
-	if n > MaxJSONKeys {
-		return known.FieldErrorf(field, known.LimitExceeded, "the user's metadata would have %d keys; the limit is %d", n, MaxJSONKeys)
-	}
-	return nil
 }

@@ -122,12 +122,8 @@ func (s *Service) checkUserHash(ctx context.Context, wc *widgetCall, c *claim, h
 	if value == nil {
 		return failed("userHash", "a userHash proves %s or email: send one of them", c.extField)
 	}
-	sealed, err := s.store.IdentitySecrets(ctx, wc.project.ID, wc.now)
-	if err != nil {
-		return err
-	}
-	secrets := make([][]byte, 0, len(sealed))
-	for _, sv := range sealed {
+	secrets := make([][]byte, 0, len(wc.secrets))
+	for _, sv := range wc.secrets {
 		b, err := s.box.Open(sv, string(wc.project.ID))
 		if err != nil {
 			return fmt.Errorf("opening identity secret: %w", err)
@@ -143,7 +139,11 @@ func (s *Service) checkUserHash(ctx context.Context, wc *widgetCall, c *claim, h
 			return nil
 		}
 	}
-	return failed("userHash", "userHash is not the HMAC-SHA256 of this %s under the app's identity secret", c.identityField())
+	what := "email"
+	if c.ext != nil {
+		what = c.extField
+	}
+	return failed("userHash", "userHash is not the HMAC-SHA256 of this %s under the app's identity secret", what)
 }
 
 // checkIdentificationToken verifies an identification token proof: made for this project and
@@ -171,12 +171,8 @@ func (s *Service) checkIdentificationToken(ctx context.Context, wc *widgetCall, 
 // jwtClaim verifies a JWT and makes the claim it signs: only the signed setUser fields (seed
 // 003). A jti is usable once, on every Known instance.
 func (s *Service) jwtClaim(ctx context.Context, wc *widgetCall, raw, extField string) (*claim, error) {
-	stored, err := s.store.JwtKeys(ctx, wc.project.ID, wc.now)
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]verify.Key, 0, len(stored))
-	for _, k := range stored {
+	keys := make([]verify.Key, 0, len(wc.jwtKeys))
+	for _, k := range wc.jwtKeys {
 		pub, alg, err := verify.ParsePublicKey(k.PEM, verify.Algorithm(k.Algorithm))
 		if err != nil {
 			return nil, fmt.Errorf("stored JWT key %s: %w", k.ID, err)
@@ -196,26 +192,23 @@ func (s *Service) jwtClaim(ctx context.Context, wc *widgetCall, raw, extField st
 		return nil, failed("jwt", "the id claim must be a string or a number")
 	}
 	var v validator
-	at := func(name string) []string { return path("input", "jwt", name) }
-	c := &claim{extField: extField, stageMode: wc.project.StageMode}
-	c.ext = v.optString(at("id"), id)
-	c.email, c.emailKey = v.email(at("email"), claims.Email)
-	c.name = v.optString(at("name"), claims.Name)
-	c.avatar = v.httpsURL(at("avatarUrl"), claims.AvatarURL)
-	c.metaSet, c.metaUnset = v.jsonPatch(at("attrs"), claims.Attrs)
+	cf := claimFields{source: known.SourceWidget, at: func(name string) []string { return path("input", "jwt", name) },
+		extField: "id", metaField: "attrs", ext: id, email: claims.Email, name: claims.Name, avatar: claims.AvatarURL, meta: claims.Attrs}
 	if claims.Organizations != nil {
-		orgs := make([]OrganizationInput, len(*claims.Organizations))
+		cf.setOrgs = true
+		cf.orgs = make([]OrganizationInput, len(*claims.Organizations))
 		for i, o := range *claims.Organizations {
 			oid, err := claimString(o.ID)
 			if err != nil || oid == nil {
 				v.add(path("input", "jwt", "organizations"), known.Invalid, "an organization's id must be a string or a number")
 				continue
 			}
-			orgs[i] = OrganizationInput{ID: *oid, Name: o.Name, Attrs: o.Attrs}
+			cf.orgs[i] = OrganizationInput{ID: *oid, Name: o.Name, Attrs: o.Attrs}
 		}
-		c.setOrgs = true
-		c.orgs = v.organizations(at("organizations"), orgs)
 	}
+	c := newClaim(&v, cf)
+	c.extField = extField
+	c.stageMode = wc.project.StageMode
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -231,8 +224,7 @@ func (s *Service) jwtClaim(ctx context.Context, wc *widgetCall, raw, extField st
 			return nil, failed("jwt", "this JWT's jti was used already: a jti is usable once")
 		}
 	}
-	m := known.VerifiedByJWT
-	c.method = &m
+	c.proven(known.VerifiedByJWT)
 	return c, nil
 }
 

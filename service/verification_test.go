@@ -586,7 +586,8 @@ func TestIdentificationToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ss := identify(t, e, "", service.IdentifyInput{Email: str("lucille@bluth.com"), IdentificationToken: &lt})
+		// The browser that claimed the email proves it: the proof lands on the user it made.
+		ss := identify(t, e, lucy.Token, service.IdentifyInput{Email: str("lucille@bluth.com"), IdentificationToken: &lt})
 		u := wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
 		if u.ID != *lucy.UserID || opt(u.Name) != "Lucy Austero" || opt(u.FirstName) != "Lucy" || opt(u.LastName) != "Austero" {
 			t.Fatalf("user %s named %q (%q %q), want %s keeping Lucy Austero", u.ID, opt(u.Name), opt(u.FirstName), opt(u.LastName), *lucy.UserID)
@@ -596,7 +597,7 @@ func TestIdentificationToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ss = identify(t, e, "", service.IdentifyInput{Email: str("buster@bluth.com"), IdentificationToken: &bt})
+		ss = identify(t, e, buster.Token, service.IdentifyInput{Email: str("buster@bluth.com"), IdentificationToken: &bt})
 		u = wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
 		if u.ID != *buster.UserID || opt(u.FirstName) != "Buster" || opt(u.LastName) != "Bluth" {
 			t.Fatalf("nameless user %s became %q %q, want %s Buster Bluth", u.ID, opt(u.FirstName), opt(u.LastName), *buster.UserID)

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/identity"
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/session"
 	"github.com/knownhq/known/store"
+	"golang.org/x/sync/errgroup"
 )
 
 // SessionTTL is how long a widget session lives after its last identify.
@@ -22,6 +24,9 @@ type widgetCall struct {
 	project *known.Project
 	session *known.Session // nil before the first identify
 	now     time.Time
+	// secrets and jwtKeys are the project's live verification material, read with it.
+	secrets []string
+	jwtKeys []known.JwtKey
 }
 
 // widget authenticates a widget operation. appID is the input's appId (nil when left out);
@@ -102,27 +107,42 @@ func (s *Service) authenticateWidget(ctx context.Context, client known.Client, a
 	if s.limiter != nil && !s.limiter.Allow(truncate(project)+"|"+client.IP) {
 		return nil, known.Errorf(known.RateLimited, "too many widget calls from this address; slow down")
 	}
-	p, err := s.store.Project(ctx, known.ProjectID(project))
-	if known.ErrorCode(err) == known.NotFound {
-		return nil, &known.Error{Code: known.NotFound, Message: "no app with this appId", Field: path("input", "appId")}
+	// The project and the session are read at once: one round trip.
+	var auth *store.ProjectAuth
+	var ss *known.Session
+	var g errgroup.Group
+	g.Go(func() error {
+		var err error
+		auth, err = s.store.ProjectWithSecrets(ctx, known.ProjectID(project), now)
+		if known.ErrorCode(err) == known.NotFound {
+			return &known.Error{Code: known.NotFound, Message: "no app with this appId", Field: path("input", "appId")}
+		}
+		return err
+	})
+	if claims.SessionID != "" {
+		g.Go(func() error {
+			var err error
+			ss, err = s.store.Session(ctx, claims.SessionID, now)
+			if known.ErrorCode(err) == known.NotFound {
+				return known.Errorf(known.Unauthenticated, "this widget session has ended: drop its token and call identify again")
+			}
+			return err
+		})
 	}
-	if err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	p := auth.Project
 	if origin, _ := canonicalOrigin(client.Origin); client.Origin != "" && len(p.AllowedOrigins) > 0 && !slices.Contains(p.AllowedOrigins, origin) {
 		return nil, known.Errorf(known.Forbidden, "this app does not accept widget calls from origin %s", truncate(client.Origin))
 	}
-	wc.project = p
+	wc.project, wc.secrets, wc.jwtKeys = p, auth.IdentitySecrets, auth.JwtKeys
 	if client.OnProject != nil {
 		client.OnProject(p.ID)
 	}
-	if claims.SessionID != "" {
-		ss, err := s.store.Session(ctx, claims.SessionID, now)
-		if known.ErrorCode(err) == known.NotFound || (err == nil && ss.ProjectID != p.ID) {
+	if ss != nil {
+		if ss.ProjectID != p.ID {
 			return nil, known.Errorf(known.Unauthenticated, "this widget session has ended: drop its token and call identify again")
-		}
-		if err != nil {
-			return nil, err
 		}
 		ss.Token = client.WidgetToken
 		wc.session = ss
@@ -133,14 +153,31 @@ func (s *Service) authenticateWidget(ctx context.Context, client known.Client, a
 // newVisitor mints a visitor id: random, so that it cannot be guessed or chosen by a client.
 func newVisitor() known.VisitorID { return known.VisitorID("v_" + secret.Random(16)) }
 
-// issue saves the session (new, or renewed for another SessionTTL) and signs its token.
-func (s *Service) issue(ctx context.Context, ss *known.Session, now time.Time) (*known.Session, error) {
-	if ss.ID == "" {
-		ss.ID = secret.Random(18)
-		ss.CreatedAt = now
+// renewAfter is how old a session's expiry may grow before a call renews it: renewing on
+// every call would be a write per call for nothing.
+const renewAfter = 24 * time.Hour
+
+// renew saves the session a call ends with and signs its token: a new session (ss nil: a new
+// anonymous visitor) is inserted; a changed one, or one renewed less than renewAfter ago, is
+// updated; an unchanged one is not written at all. The rest of the request acts for it.
+func (s *Service) renew(ctx context.Context, wc *widgetCall, ss *known.Session) (*known.Session, error) {
+	now := wc.now
+	if ss == nil {
+		ss = &known.Session{ProjectID: wc.project.ID, VisitorID: newVisitor(), Level: known.LevelAnonymous}
 	}
-	ss.ExpiresAt = now.Add(SessionTTL)
-	if err := s.store.SaveSession(ctx, ss); err != nil {
+	var err error
+	switch old := wc.session; {
+	case ss.ID == "":
+		ss.ID, ss.CreatedAt, ss.ExpiresAt = secret.Random(18), now, now.Add(SessionTTL)
+		err = s.store.InsertSession(ctx, ss)
+	case old == nil || old.ID != ss.ID || !sameSession(old, ss) || ss.ExpiresAt.Sub(now) < SessionTTL-renewAfter:
+		ss.ExpiresAt = now.Add(SessionTTL)
+		err = s.store.UpdateSession(ctx, ss)
+		if known.ErrorCode(err) == known.NotFound {
+			err = known.Errorf(known.Unauthenticated, "this widget session has ended: drop its token and call identify again")
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	c := session.Claims{SessionID: ss.ID, ProjectID: string(ss.ProjectID), VisitorID: string(ss.VisitorID),
@@ -152,68 +189,74 @@ func (s *Service) issue(ctx context.Context, ss *known.Session, now time.Time) (
 		c.Method = string(*ss.Method)
 	}
 	ss.Token = s.signer.Sign(c)
+	remember(ctx, wc, ss)
 	return ss, nil
 }
 
-// visitorUser returns the user record of a visitor, or nil when the visitor has none yet.
-func (s *Service) visitorUser(ctx context.Context, p known.ProjectID, v known.VisitorID) (*known.User, error) {
-	return s.visitorUserOr(ctx, p, v, nil)
+func sameSession(a, b *known.Session) bool {
+	return a.Level == b.Level && ptrEq(a.Method, b.Method) && ptrEq(a.UserID, b.UserID)
 }
 
-// visitorUserOr is visitorUser that does not read the user again when it is known already.
-func (s *Service) visitorUserOr(ctx context.Context, p known.ProjectID, v known.VisitorID, have *known.User) (*known.User, error) {
-	owner, err := s.store.KeyOwner(ctx, p, store.IdentityKey{Kind: store.KeyVisitor, Value: string(v)})
-	if known.ErrorCode(err) == known.NotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if have != nil && string(have.ID) == owner {
-		return have, nil // a returning user's visitor: the match already read them
-	}
-	u, err := s.store.User(ctx, p, known.UserID(owner))
-	if known.ErrorCode(err) == known.NotFound {
-		return nil, nil // claimed just now by a user still being written, or left by a crash
-	}
-	return u, err
-}
+func ptrEq[T comparable](a, b *T) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
 
-// sessionUser returns the user a widget session acts for, making an anonymous user record for
-// its visitor when it has none and create is set (a visitor's properties, events and
-// conversations need a record to belong to). A session that is not verified may not act for
-// a verified user (VERIFICATION_REQUIRED).
+// sessionUser returns the user a widget session acts for (identity.Decide with a claim that
+// names no identity), making an anonymous record for its visitor when it has none and create
+// is set: a visitor's properties, events and conversations need a record to belong to. A
+// session that is not verified may not act for a verified user (VERIFICATION_REQUIRED).
 func (s *Service) sessionUser(ctx context.Context, wc *widgetCall, create bool) (*known.User, error) {
 	ss := wc.session
+	for range maxAttempts {
+		u, err := s.currentUser(ctx, ss.ProjectID, ss)
+		if err != nil {
+			return nil, err
+		}
+		if u != nil || !create {
+			return u, identity.MayActFor(ss, u)
+		}
+		if ss.UserID != nil {
+			return nil, known.Errorf(known.Unauthenticated, "the user of this widget session was deleted: drop its token and call identify again")
+		}
+		u = &known.User{ID: store.AnonymousUserID(ss.ProjectID, ss.VisitorID), ProjectID: ss.ProjectID,
+			VisitorIDs: []known.VisitorID{ss.VisitorID}, Metadata: map[string]any{}, CreatedAt: wc.now, UpdatedAt: wc.now, LastSeenAt: &wc.now}
+		err = s.store.InsertUser(ctx, u)
+		if known.ErrorCode(err) == known.AlreadyExists {
+			continue // made by a concurrent call of the same visitor: read it
+		}
+		return u, err
+	}
+	return nil, known.Errorf(known.Internal, "visitor record kept changing")
+}
+
+// writeSessionUser applies a metadata change (and what else up carries) to the session's user,
+// made when it has none: within the limit of identity.MaxMetadataKeys, checked against the
+// user as written (a conditional write that starts over when another call changed the user
+// in between), so that concurrent calls never leave more keys than the limit.
+func (s *Service) writeSessionUser(ctx context.Context, wc *widgetCall, field []string, set map[string]any, unset []string, up store.UserUpdate) (*known.User, error) {
 	for attempt := range maxAttempts {
 		if attempt > 0 {
 			if err := backoff(ctx, attempt); err != nil {
 				return nil, err
 			}
 		}
-		u, err := s.visitorUser(ctx, ss.ProjectID, ss.VisitorID)
+		u, err := s.sessionUser(ctx, wc, true)
 		if err != nil {
 			return nil, err
 		}
-		if u != nil {
-			if u.Verified && !ss.Verified() {
-				return nil, known.Errorf(known.VerificationRequired, "this user is verified: identify with a proof to act for them")
-			}
-			return u, nil
+		if _, err := identity.Decide(identity.Claim{MetaSet: set, MetaUnset: unset, MetaField: field},
+			identity.Facts{Session: wc.session, Current: u}, wc.now); err != nil {
+			return nil, err
 		}
-		if !create {
-			return nil, nil
+		up.Metadata, up.MetadataUnset = set, unset
+		if len(set) > 0 {
+			up.IfRev = &u.Rev // the limit was checked against this revision
 		}
-		u = &known.User{ID: known.UserID(store.NewID()), ProjectID: ss.ProjectID, VisitorIDs: []known.VisitorID{ss.VisitorID},
-			Metadata: map[string]any{}, CreatedAt: wc.now, UpdatedAt: wc.now, LastSeenAt: &wc.now}
-		err = s.store.CreateUser(ctx, u, []store.IdentityKey{{Kind: store.KeyVisitor, Value: string(ss.VisitorID)}})
-		var taken *store.KeyTakenError
-		if errors.As(err, &taken) {
-			continue // made by a concurrent call of the same visitor: read it
+		out, err := s.store.UpdateUser(ctx, u.ID, up)
+		if errors.Is(err, store.ErrRevChanged) {
+			continue
 		}
-		return u, err
+		return out, err
 	}
-	return nil, known.Errorf(known.Internal, "visitor record kept changing")
+	return nil, known.FieldErrorf(field, known.LimitExceeded, "the user's metadata is being changed by other calls; try again")
 }
 
 // ResetSession is logout (API.md §3): the session's token stops working, and the returned
@@ -226,11 +269,7 @@ func (s *Service) ResetSession(ctx context.Context) (*known.Session, error) {
 	if err := s.store.RevokeSession(ctx, wc.session.ID, wc.now); err != nil {
 		return nil, err
 	}
-	ss, err := s.issue(ctx, &known.Session{ProjectID: wc.project.ID, VisitorID: newVisitor(), Level: known.LevelAnonymous}, wc.now)
-	if err == nil {
-		remember(ctx, wc, ss)
-	}
-	return ss, err
+	return s.renew(ctx, wc, nil)
 }
 
 // Session returns the caller's widget session (UNAUTHENTICATED without a live token).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,8 +116,16 @@ func userByExt(t *testing.T, e *env, ext string) *known.User {
 // verify makes a user verified, as a proof will (identity verification comes later).
 func verify(t *testing.T, e *env, id known.UserID) {
 	t.Helper()
-	yes, method, now := true, "HMAC", time.Now().UTC()
-	if _, err := e.store.UpdateUser(context.Background(), id, store.UserUpdate{Verified: &yes, VerificationMethod: &method, VerifiedAt: &now, UpdatedAt: now}); err != nil {
+	now, method := time.Now().UTC(), known.VerifiedByHMAC
+	u, err := e.store.User(context.Background(), e.project.Project.ID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := slices.Clone(u.Identities)
+	for i := range ids {
+		ids[i].Proven, ids[i].Method, ids[i].At = true, &method, now
+	}
+	if _, err := e.store.UpdateUser(context.Background(), id, store.UserUpdate{Identities: &ids, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
 }

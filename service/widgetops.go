@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/knownhq/known"
+	"github.com/knownhq/known/identity"
 	"github.com/knownhq/known/store"
 )
 
@@ -24,14 +25,8 @@ func (s *Service) SetProperties(ctx context.Context, appID *string, properties m
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	u, err := s.sessionUser(ctx, wc, true)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkMetadataKeys(path("input", "properties"), u.Metadata, set, unset); err != nil {
-		return nil, err
-	}
-	if _, err := s.store.UpdateUser(ctx, u.ID, store.UserUpdate{Metadata: set, MetadataUnset: unset, UpdatedAt: wc.now, LastSeenAt: &wc.now}); err != nil {
+	if _, err := s.writeSessionUser(ctx, wc, path("input", "properties"), set, unset,
+		store.UserUpdate{UpdatedAt: wc.now, LastSeenAt: &wc.now}); err != nil {
 		return nil, err
 	}
 	return wc.session, nil
@@ -272,7 +267,7 @@ func (s *Service) SendMessage(ctx context.Context, appID *string, conversation k
 		return nil, err
 	}
 	c, err := s.store.Conversation(ctx, wc.project.ID, conversation)
-	if err == nil && !mayRead(wc.session, c) {
+	if err == nil && !identity.MayRead(wc.session, c) {
 		err = known.Errorf(known.NotFound, "conversation not found")
 	}
 	if known.ErrorCode(err) == known.NotFound {
@@ -285,18 +280,6 @@ func (s *Service) SendMessage(ctx context.Context, appID *string, conversation k
 		return nil, err
 	}
 	return s.addMessage(ctx, c, body, known.AuthorVisitor, wc.session.Verified(), wc.now)
-}
-
-// mayRead reports whether a widget session may read a conversation: its own visitor's, or,
-// when verified, any of its user's (API.md §3).
-func mayRead(ss *known.Session, c *known.Conversation) bool {
-	if c.ProjectID != ss.ProjectID {
-		return false
-	}
-	if c.VisitorID == ss.VisitorID {
-		return true
-	}
-	return ss.Verified() && ss.UserID != nil && c.UserID != nil && *c.UserID == *ss.UserID
 }
 
 // SessionConversations lists the conversations a widget session may read, newest first. A

@@ -64,30 +64,10 @@ func nonNilMap(m map[string]any) map[string]any {
 	return m
 }
 
-// ownerDocExists is the orphan check for organizations and companies: their claim is theirs
-// while their document exists.
-func ownerDocExists(coll *mongo.Collection) ownsFunc {
-	return func(ctx context.Context, owner string, _ IdentityKey) (bool, error) {
-		n, err := coll.CountDocuments(ctx, bson.M{"_id": owner})
-		return n > 0, err
-	}
-}
-
-// upsertByKey finds or makes the document of coll named by identity k, applies update to it
-// and decodes it into out. Concurrent calls for one new key make one document.
-func (s *Store) upsertByKey(ctx context.Context, coll *mongo.Collection, p known.ProjectID, k IdentityKey, now time.Time, update bson.M, out any) error {
-	id, err := s.KeyOwner(ctx, p, k)
-	if known.ErrorCode(err) == known.NotFound {
-		id = NewID()
-		_, err = s.claimKeys(ctx, p, []IdentityKey{k}, id, ownerDocExists(coll))
-		if taken, ok := err.(*KeyTakenError); ok {
-			id, err = taken.OwnerID, nil
-		}
-	}
-	if err != nil {
-		return err
-	}
-	setOnInsert := bson.M{"projectId": string(p), "externalId": k.Value, "createdAt": now}
+// upsertByID applies update to the document id of coll (made with the key's value as its
+// externalId when it does not exist yet) and decodes it into out.
+func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id, ext string, now time.Time, update bson.M, out any) error {
+	setOnInsert := bson.M{"projectId": string(p), "externalId": ext, "createdAt": now}
 	set, _ := update["$set"].(bson.M)
 	if set == nil {
 		set = bson.M{}
@@ -101,7 +81,7 @@ func (s *Store) upsertByKey(ctx context.Context, coll *mongo.Collection, p known
 	unlock := s.serial.lock(coll, id)
 	defer unlock()
 	opts := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
-	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
+	err := coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
 	if mongo.IsDuplicateKeyError(err) {
 		// Two upserts of one new document both inserted; the loser now finds it.
 		err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
@@ -115,12 +95,22 @@ func (s *Store) upsertByKey(ctx context.Context, coll *mongo.Collection, p known
 // UpsertOrganization makes or updates project p's organization with the customer's id ext.
 // attrs, when non-nil, replaces its attributes.
 func (s *Store) UpsertOrganization(ctx context.Context, p known.ProjectID, ext, name string, attrs map[string]any, now time.Time) (*known.Organization, error) {
+	k := IdentityKey{KeyOrganization, ext}
+	ids, err := s.KeyedIDs(ctx, p, []IdentityKey{k})
+	if err != nil {
+		return nil, err
+	}
+	return s.UpdateOrganization(ctx, p, known.OrganizationID(ids[k]), ext, name, attrs, now)
+}
+
+// UpdateOrganization makes or updates project p's organization id, whose customer's id is ext.
+func (s *Store) UpdateOrganization(ctx context.Context, p known.ProjectID, id known.OrganizationID, ext, name string, attrs map[string]any, now time.Time) (*known.Organization, error) {
 	set := bson.M{"name": name}
 	if attrs != nil {
 		set["attrs"] = attrs
 	}
 	var d organizationDoc
-	if err := s.upsertByKey(ctx, s.organizations, p, IdentityKey{KeyOrganization, ext}, now, bson.M{"$set": set}, &d); err != nil {
+	if err := s.upsertByID(ctx, s.organizations, p, string(id), ext, now, bson.M{"$set": set}, &d); err != nil {
 		return nil, err
 	}
 	return d.organization(), nil
@@ -139,6 +129,17 @@ type CompanyUpdate struct {
 
 // UpsertCompany makes or updates project p's company with the customer's id ext.
 func (s *Store) UpsertCompany(ctx context.Context, p known.ProjectID, ext string, up CompanyUpdate, now time.Time) (*known.Company, error) {
+	k := IdentityKey{KeyCompany, ext}
+	ids, err := s.KeyedIDs(ctx, p, []IdentityKey{k})
+	if err != nil {
+		return nil, err
+	}
+	return s.UpdateCompany(ctx, p, known.CompanyID(ids[k]), ext, up, now)
+}
+
+// UpdateCompany makes or updates project p's company id, whose customer's id is ext (its id
+// from KeyedIDs).
+func (s *Store) UpdateCompany(ctx context.Context, p known.ProjectID, id known.CompanyID, ext string, up CompanyUpdate, now time.Time) (*known.Company, error) {
 	set := bson.M{}
 	if up.Name != nil {
 		set["name"] = *up.Name
@@ -162,7 +163,7 @@ func (s *Store) UpsertCompany(ctx context.Context, p known.ProjectID, ext string
 	if len(up.Metadata) == 0 {
 		update["$setOnInsert"] = bson.M{"metadata": bson.M{}}
 	}
-	if err := s.upsertByKey(ctx, s.companies, p, IdentityKey{KeyCompany, ext}, now, update, &d); err != nil {
+	if err := s.upsertByID(ctx, s.companies, p, string(id), ext, now, update, &d); err != nil {
 		return nil, err
 	}
 	if up.Stage != nil && up.StageIfEmpty && d.Stage == nil {

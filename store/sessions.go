@@ -24,14 +24,56 @@ type sessionDoc struct {
 	RevokedAt *time.Time `bson:"revokedAt,omitempty"`
 }
 
-// SaveSession writes a session, replacing the one with its id.
-func (s *Store) SaveSession(ctx context.Context, ss *known.Session) error {
+// InsertSession stores a new session.
+func (s *Store) InsertSession(ctx context.Context, ss *known.Session) error {
+	if _, err := s.sessions.InsertOne(ctx, newSessionDoc(ss)); err != nil {
+		return fmt.Errorf("store: saving session: %w", err)
+	}
+	return nil
+}
+
+// UpdateSession writes a session's level, method, user and expiry (renewing it), or NotFound
+// when it was ended meanwhile.
+func (s *Store) UpdateSession(ctx context.Context, ss *known.Session) error {
+	d := newSessionDoc(ss)
+	set := bson.M{"level": d.Level, "expiresAt": d.ExpiresAt}
+	unset := bson.M{}
+	for f, v := range map[string]*string{"method": d.Method, "userId": d.UserID} {
+		if v == nil {
+			unset[f] = ""
+		} else {
+			set[f] = *v
+		}
+	}
+	update := bson.M{"$set": set}
+	if len(unset) > 0 {
+		update["$unset"] = unset
+	}
+	defer s.serial.lock(s.sessions, d.ID)()
+	err := s.sessions.FindOneAndUpdate(ctx, bson.M{"_id": d.ID}, update).Err()
+	if isNoDocuments(err) {
+		return notFound("session")
+	}
+	if err != nil {
+		return fmt.Errorf("store: saving session: %w", err)
+	}
+	return nil
+}
+
+func newSessionDoc(ss *known.Session) sessionDoc {
 	d := sessionDoc{ID: ss.ID, ProjectID: string(ss.ProjectID), VisitorID: string(ss.VisitorID), Level: string(ss.Level),
 		UserID: (*string)(ss.UserID), CreatedAt: ss.CreatedAt, ExpiresAt: ss.ExpiresAt}
 	if ss.Method != nil {
 		m := string(*ss.Method)
 		d.Method = &m
 	}
+	return d
+}
+
+// SaveSession writes a session whole, replacing the one with its id (tests and tools; the
+// widget's calls insert or update).
+func (s *Store) SaveSession(ctx context.Context, ss *known.Session) error {
+	d := newSessionDoc(ss)
 	if _, err := s.sessions.ReplaceOne(ctx, bson.M{"_id": d.ID}, d, options.Replace().SetUpsert(true)); err != nil {
 		return fmt.Errorf("store: saving session: %w", err)
 	}
@@ -61,7 +103,9 @@ func (s *Store) Session(ctx context.Context, id string, now time.Time) (*known.S
 
 // RevokeSession ends a session: its token is refused from now on, by every instance.
 func (s *Store) RevokeSession(ctx context.Context, id string, now time.Time) error {
-	if _, err := s.sessions.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"revokedAt": now}}); err != nil {
+	defer s.serial.lock(s.sessions, id)()
+	err := s.sessions.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"revokedAt": now}}).Err()
+	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: revoking session: %w", err)
 	}
 	return nil

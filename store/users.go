@@ -18,6 +18,8 @@ type userDoc struct {
 	ExternalID         *string        `bson:"externalId,omitempty"`
 	FkUserID           *string        `bson:"fkUserId,omitempty"`
 	VisitorIDs         []string       `bson:"visitorIds"`
+	Identities         []identityDoc  `bson:"identities"`
+	Rev                int64          `bson:"rev"`
 	Anonymous          bool           `bson:"anonymous"`
 	Verified           bool           `bson:"verified"`
 	VerificationMethod *string        `bson:"verificationMethod,omitempty"`
@@ -40,13 +42,16 @@ type userDoc struct {
 	LastSeenAt         *time.Time     `bson:"lastSeenAt,omitempty"`
 }
 
-func newUserDoc(u *known.User, keys []IdentityKey) *userDoc {
+func newUserDoc(u *known.User) *userDoc {
+	u.Derive()
 	d := &userDoc{
 		ID:              string(u.ID),
 		ProjectID:       string(u.ProjectID),
 		ExternalID:      (*string)(u.ExternalID),
 		FkUserID:        u.FkUserID,
 		VisitorIDs:      strs(u.VisitorIDs),
+		Identities:      identityDocs(u.Identities),
+		Rev:             u.Rev,
 		Anonymous:       u.Anonymous(),
 		Verified:        u.Verified,
 		VerifiedAt:      u.VerifiedAt,
@@ -73,11 +78,9 @@ func newUserDoc(u *known.User, keys []IdentityKey) *userDoc {
 		m := string(*u.VerificationMethod)
 		d.VerificationMethod = &m
 	}
-	for _, k := range keys {
-		if k.Kind == KeyEmail {
-			v := k.Value
-			d.EmailKey = &v
-		}
+	if id := u.Identity(known.IdentityEmail); id != nil {
+		v := id.Value
+		d.EmailKey = &v
 	}
 	return d
 }
@@ -89,8 +92,8 @@ func (d *userDoc) user() *known.User {
 		ExternalID:      (*known.ExternalID)(d.ExternalID),
 		FkUserID:        d.FkUserID,
 		VisitorIDs:      typed[known.VisitorID](d.VisitorIDs),
-		Verified:        d.Verified,
-		VerifiedAt:      d.VerifiedAt,
+		Identities:      identities(d.Identities),
+		Rev:             d.Rev,
 		Email:           d.Email,
 		PhoneNumber:     d.PhoneNumber,
 		Name:            d.Name,
@@ -110,49 +113,41 @@ func (d *userDoc) user() *known.User {
 	if u.Metadata == nil {
 		u.Metadata = map[string]any{}
 	}
-	if d.VerificationMethod != nil {
-		m := known.VerificationMethod(*d.VerificationMethod)
-		u.VerificationMethod = &m
-	}
+	u.Derive()
 	return u
 }
 
-// CreateUser stores a new user that owns the given identity keys. Each key is claimed first;
+// CreateUser stores a new user that owns its identities' keys. The keys are claimed first;
 // when one already names another user nothing is stored and a *KeyTakenError names that user.
 // Concurrent calls with one key create exactly one user.
-func (s *Store) CreateUser(ctx context.Context, u *known.User, keys []IdentityKey) error {
-	claimed, err := s.claimKeys(ctx, u.ProjectID, keys, string(u.ID), s.userOwns)
+func (s *Store) CreateUser(ctx context.Context, u *known.User) error {
+	var keys []IdentityKey
+	for _, id := range u.Identities {
+		keys = append(keys, KeyOf(id.Kind, id.Value))
+	}
+	held, err := s.ReserveKeys(ctx, u.ProjectID, keys, u.ID)
 	if err != nil {
 		return err
 	}
-	if _, err := s.users.InsertOne(ctx, newUserDoc(u, keys)); err != nil {
-		s.releaseKeys(ctx, claimed)
-		return fmt.Errorf("store: creating user: %w", err)
+	if len(held) > 0 {
+		var mine []IdentityKey
+		for _, k := range keys {
+			if !slices.Contains(held, k) {
+				mine = append(mine, k)
+			}
+		}
+		_ = s.ReleaseKeys(context.WithoutCancel(ctx), u.ProjectID, mine, u.ID)
+		owner, err := s.KeyOwner(ctx, u.ProjectID, held[0])
+		if err != nil {
+			return err
+		}
+		return &KeyTakenError{Key: held[0], OwnerID: owner}
+	}
+	if err := s.InsertUser(ctx, u); err != nil {
+		_ = s.ReleaseKeys(context.WithoutCancel(ctx), u.ProjectID, keys, u.ID)
+		return err
 	}
 	return nil
-}
-
-// userOwns reports whether user owner still carries identity k (a claim whose owner does not
-// is left over from an interrupted write).
-func (s *Store) userOwns(ctx context.Context, owner string, k IdentityKey) (bool, error) {
-	var d userDoc
-	if err := s.users.FindOne(ctx, bson.M{"_id": owner}).Decode(&d); err != nil {
-		if isNoDocuments(err) {
-			return false, nil
-		}
-		return false, err
-	}
-	switch k.Kind {
-	case KeyExternalID:
-		return d.ExternalID != nil && *d.ExternalID == k.Value, nil
-	case KeyEmail:
-		return d.EmailKey != nil && *d.EmailKey == k.Value, nil
-	case KeyPhone:
-		return d.PhoneNumber != nil && *d.PhoneNumber == k.Value, nil
-	case KeyVisitor:
-		return slices.Contains(d.VisitorIDs, k.Value), nil
-	}
-	return true, nil
 }
 
 // userKeys lists the identity keys a user document carries.
@@ -284,10 +279,12 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if _, err := s.events.DeleteMany(ctx, bson.M{"userId": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting events: %w", err)
 	}
-	for _, k := range d.keys() {
-		if err := s.ReleaseKey(ctx, p, k, string(id)); err != nil {
-			return err
-		}
+	if err := s.ReleaseKeys(ctx, p, d.keys(), id); err != nil {
+		return err
+	}
+	// Its widget sessions end with it: nothing of the erased user is reachable any more.
+	if _, err := s.sessions.UpdateMany(ctx, bson.M{"userId": string(id), "revokedAt": nil}, bson.M{"$set": bson.M{"revokedAt": time.Now().UTC()}}); err != nil {
+		return fmt.Errorf("store: ending sessions: %w", err)
 	}
 	if _, err := s.profiles.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting profile: %w", err)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,17 +17,17 @@ import (
 // atomic write to the user document, so concurrent updates of different fields (and of
 // different metadata keys) all land.
 type UserUpdate struct {
-	ExternalID         *string
-	Email, EmailKey    *string
-	PhoneNumber        *string
-	Name               *string
-	FirstName          *string
-	LastName           *string
-	AvatarURL          *string
-	Verified           *bool
-	VerificationMethod *string
-	VerifiedAt         *time.Time
-	ActiveCompanyID    *string
+	ExternalID      *string
+	Email, EmailKey *string
+	PhoneNumber     *string
+	Name            *string
+	FirstName       *string
+	LastName        *string
+	AvatarURL       *string
+	// Identities, when non-nil, replaces the user's identities (and what derives from them:
+	// verified, verificationMethod, verifiedAt, anonymous).
+	Identities      *[]known.Identity
+	ActiveCompanyID *string
 	// OrganizationIDs, when non-nil, replaces the user's organizations (an empty list unlinks
 	// all of them).
 	OrganizationIDs *[]string
@@ -37,7 +38,13 @@ type UserUpdate struct {
 	MetadataUnset []string
 	LastSeenAt    *time.Time
 	UpdatedAt     time.Time
+	// IfRev, when set, makes the update conditional: it lands only while the user is at this
+	// revision, else UpdateUser returns ErrRevChanged and changes nothing.
+	IfRev *int64
 }
+
+// ErrRevChanged says that a conditional update found the user changed since it was read.
+var ErrRevChanged = errors.New("store: the user changed since it was read")
 
 // UpdateUser applies up to user id and returns the user as it then is, or NotFound.
 func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
@@ -45,7 +52,7 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 	str := map[string]*string{
 		"externalId": up.ExternalID, "email": up.Email, "emailKey": up.EmailKey, "phoneNumber": up.PhoneNumber,
 		"name": up.Name, "firstName": up.FirstName, "lastName": up.LastName, "avatarUrl": up.AvatarURL,
-		"verificationMethod": up.VerificationMethod, "activeCompanyId": up.ActiveCompanyID,
+		"activeCompanyId": up.ActiveCompanyID,
 	}
 	unset := bson.M{}
 	for field, v := range str {
@@ -57,11 +64,17 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 			set[field] = *v
 		}
 	}
-	if up.Verified != nil {
-		set["verified"] = *up.Verified
-	}
-	if up.VerifiedAt != nil {
-		set["verifiedAt"] = *up.VerifiedAt
+	if up.Identities != nil {
+		u := known.User{Identities: *up.Identities}
+		u.Derive()
+		set["identities"] = identityDocs(u.Identities)
+		set["verified"] = u.Verified
+		set["anonymous"] = len(u.Identities) == 0
+		if u.Verified && u.VerificationMethod != nil {
+			set["verificationMethod"], set["verifiedAt"] = string(*u.VerificationMethod), *u.VerifiedAt
+		} else {
+			unset["verificationMethod"], unset["verifiedAt"] = "", ""
+		}
 	}
 	if up.LastSeenAt != nil {
 		set["lastSeenAt"] = *up.LastSeenAt
@@ -69,7 +82,7 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 	if up.OrganizationIDs != nil {
 		set["organizationIds"] = nonNil(*up.OrganizationIDs)
 	}
-	if up.ExternalID != nil || up.Email != nil || up.PhoneNumber != nil {
+	if (up.ExternalID != nil || up.Email != nil || up.PhoneNumber != nil) && up.Identities == nil {
 		set["anonymous"] = false
 	}
 	for k, v := range up.Metadata {
@@ -78,7 +91,7 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 	for _, k := range up.MetadataUnset {
 		unset["metadata."+k] = ""
 	}
-	doc := bson.M{"$set": set}
+	doc := bson.M{"$set": set, "$inc": bson.M{"rev": 1}}
 	if len(unset) > 0 {
 		doc["$unset"] = unset
 	}
@@ -93,69 +106,23 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 		doc["$addToSet"] = add
 	}
 	var d userDoc
+	filter := bson.M{"_id": string(id)}
+	if up.IfRev != nil {
+		filter["rev"] = *up.IfRev
+	}
 	defer s.serial.lock(s.users, string(id))()
-	err := s.users.FindOneAndUpdate(ctx, bson.M{"_id": string(id)}, doc,
+	err := s.users.FindOneAndUpdate(ctx, filter, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
+		if isNoDocuments(err) && up.IfRev != nil {
+			return nil, ErrRevChanged
+		}
 		if isNoDocuments(err) {
 			return nil, notFound("user")
 		}
 		return nil, fmt.Errorf("store: updating user: %w", err)
 	}
 	return d.user(), nil
-}
-
-// SetMetadataIfAbsent sets each key of m in the user's metadata unless the user has that key
-// already: how a merge keeps the user's own values.
-func (s *Store) SetMetadataIfAbsent(ctx context.Context, id known.UserID, m map[string]any) error {
-	defer s.serial.lock(s.users, string(id))()
-	for k, v := range m {
-		_, err := s.users.UpdateOne(ctx,
-			bson.M{"_id": string(id), "metadata." + k: bson.M{"$exists": false}},
-			bson.M{"$set": bson.M{"metadata." + k: v}})
-		if err != nil {
-			return fmt.Errorf("store: merging metadata: %w", err)
-		}
-	}
-	return nil
-}
-
-// MergeUser moves everything of user from (an anonymous visitor's record) to user into: its
-// conversations, events, metadata (into's own values win), companies and visitor ids, then
-// deletes from. Data moves before keys and the delete, so an interrupted merge is finished by
-// running it again, and nothing is lost in between.
-func (s *Store) MergeUser(ctx context.Context, p known.ProjectID, from *known.User, into known.UserID) error {
-	if _, err := s.conversations.UpdateMany(ctx, bson.M{"userId": string(from.ID)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
-		return fmt.Errorf("store: moving conversations: %w", err)
-	}
-	if _, err := s.events.UpdateMany(ctx, bson.M{"userId": string(from.ID)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
-		return fmt.Errorf("store: moving events: %w", err)
-	}
-	if err := s.SetMetadataIfAbsent(ctx, into, from.Metadata); err != nil {
-		return err
-	}
-	up := UserUpdate{AddVisitorIDs: strs(from.VisitorIDs), AddCompanyIDs: strs(from.CompanyIDs), UpdatedAt: time.Now().UTC()}
-	if _, err := s.UpdateUser(ctx, into, up); err != nil {
-		return err
-	}
-	if from.ActiveCompanyID != nil {
-		unlock := s.serial.lock(s.users, string(into))
-		_, err := s.users.UpdateOne(ctx, bson.M{"_id": string(into), "activeCompanyId": nil},
-			bson.M{"$set": bson.M{"activeCompanyId": string(*from.ActiveCompanyID)}})
-		unlock()
-		if err != nil {
-			return fmt.Errorf("store: merging active company: %w", err)
-		}
-	}
-	for _, v := range from.VisitorIDs {
-		if err := s.moveKey(ctx, p, IdentityKey{KeyVisitor, string(v)}, string(from.ID), string(into)); err != nil {
-			return err
-		}
-	}
-	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(from.ID)}); err != nil {
-		return fmt.Errorf("store: deleting merged user: %w", err)
-	}
-	return nil
 }
 
 // UsersByIDs returns the users with these ids in project p, in no particular order; ids

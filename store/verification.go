@@ -36,6 +36,51 @@ func (s *Store) projectSecrets(ctx context.Context, p known.ProjectID) (*project
 	return &d, nil
 }
 
+// ProjectAuth is a project with its verification material, read in one lookup.
+type ProjectAuth struct {
+	Project *known.Project
+	// IdentitySecrets are the sealed identity secrets that verify at the time of the read,
+	// the current one first; JwtKeys likewise.
+	IdentitySecrets []string
+	JwtKeys         []known.JwtKey
+}
+
+// ProjectWithSecrets returns project p with the identity secrets and JWT keys that verify at
+// now, from one read: a widget call that carries a proof needs no second one. NotFound when
+// there is no such project.
+func (s *Store) ProjectWithSecrets(ctx context.Context, p known.ProjectID, now time.Time) (*ProjectAuth, error) {
+	var d projectDoc
+	if err := s.projects.FindOne(ctx, bson.M{"_id": string(p)}).Decode(&d); err != nil {
+		if isNoDocuments(err) {
+			return nil, notFound("project")
+		}
+		return nil, fmt.Errorf("store: finding project: %w", err)
+	}
+	sec := projectSecrets{IdentitySecrets: d.IdentitySecrets, JwtKeys: d.JwtKeys}
+	return &ProjectAuth{Project: d.project(), IdentitySecrets: sec.liveSecrets(now), JwtKeys: sec.liveKeys(now)}, nil
+}
+
+func (d *projectSecrets) liveSecrets(now time.Time) []string {
+	var out []string
+	for i := len(d.IdentitySecrets) - 1; i >= 0; i-- {
+		if sec := d.IdentitySecrets[i]; sec.ExpiresAt == nil || now.Before(*sec.ExpiresAt) {
+			out = append(out, sec.Value)
+		}
+	}
+	return out
+}
+
+func (d *projectSecrets) liveKeys(now time.Time) []known.JwtKey {
+	out := []known.JwtKey{}
+	for i := len(d.JwtKeys) - 1; i >= 0; i-- {
+		k := d.JwtKeys[i]
+		if k.ExpiresAt == nil || now.Before(*k.ExpiresAt) {
+			out = append(out, known.JwtKey{ID: k.ID, Algorithm: k.Algorithm, PEM: k.PEM, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt})
+		}
+	}
+	return out
+}
+
 // IdentitySecrets returns project p's sealed identity secrets that still verify at now, the
 // current one first.
 func (s *Store) IdentitySecrets(ctx context.Context, p known.ProjectID, now time.Time) ([]string, error) {
@@ -43,13 +88,7 @@ func (s *Store) IdentitySecrets(ctx context.Context, p known.ProjectID, now time
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for i := len(d.IdentitySecrets) - 1; i >= 0; i-- {
-		if sec := d.IdentitySecrets[i]; sec.ExpiresAt == nil || now.Before(*sec.ExpiresAt) {
-			out = append(out, sec.Value)
-		}
-	}
-	return out, nil
+	return d.liveSecrets(now), nil
 }
 
 // RotateIdentitySecret makes sealedNew project p's current identity secret; the previous
@@ -75,14 +114,7 @@ func (s *Store) JwtKeys(ctx context.Context, p known.ProjectID, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	out := []known.JwtKey{}
-	for i := len(d.JwtKeys) - 1; i >= 0; i-- {
-		k := d.JwtKeys[i]
-		if k.ExpiresAt == nil || now.Before(*k.ExpiresAt) {
-			out = append(out, known.JwtKey{ID: k.ID, Algorithm: k.Algorithm, PEM: k.PEM, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt})
-		}
-	}
-	return out, nil
+	return d.liveKeys(now), nil
 }
 
 // AddJwtKey makes k project p's current JWT key; the previous current key keeps verifying

@@ -1,0 +1,269 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/knownhq/known"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
+)
+
+// identityDoc is one identity of a user, with its provenance (API.md §3).
+type identityDoc struct {
+	Kind   string    `bson:"kind"`
+	Value  string    `bson:"value"`
+	Proven bool      `bson:"proven"`
+	Method *string   `bson:"method,omitempty"`
+	Source string    `bson:"source"`
+	At     time.Time `bson:"at"`
+}
+
+func identityDocs(ids []known.Identity) []identityDoc {
+	out := make([]identityDoc, len(ids))
+	for i, id := range ids {
+		out[i] = identityDoc{Kind: string(id.Kind), Value: id.Value, Proven: id.Proven, Source: string(id.Source), At: id.At}
+		if id.Method != nil {
+			m := string(*id.Method)
+			out[i].Method = &m
+		}
+	}
+	return out
+}
+
+func identities(docs []identityDoc) []known.Identity {
+	out := make([]known.Identity, len(docs))
+	for i, d := range docs {
+		out[i] = known.Identity{Kind: known.IdentityKind(d.Kind), Value: d.Value, Proven: d.Proven,
+			Source: known.IdentitySource(d.Source), At: d.At}
+		if d.Method != nil {
+			m := known.VerificationMethod(*d.Method)
+			out[i].Method = &m
+		}
+	}
+	return out
+}
+
+// KeyOf returns the identity key of an identity of kind with normalized value.
+func KeyOf(kind known.IdentityKind, value string) IdentityKey {
+	switch kind {
+	case known.IdentityExternalID:
+		return IdentityKey{KeyExternalID, value}
+	case known.IdentityEmail:
+		return IdentityKey{KeyEmail, value}
+	}
+	return IdentityKey{KeyPhone, value}
+}
+
+// AnonymousUserID is the id of the anonymous record of visitor v of project p: derived, so that
+// the record is found by _id from the session alone and concurrent first writes of one visitor
+// make one record.
+func AnonymousUserID(p known.ProjectID, v known.VisitorID) known.UserID {
+	h := sha256.Sum256([]byte(string(p) + "|visitor|" + string(v)))
+	return known.UserID(hex.EncodeToString(h[:12]))
+}
+
+// ReserveKeys claims every free key for owner in one unordered insert, and returns the keys
+// that were not free (held by another owner, or by owner already), which it leaves alone.
+func (s *Store) ReserveKeys(ctx context.Context, p known.ProjectID, keys []IdentityKey, owner known.UserID) ([]IdentityKey, error) {
+	owners := make([]string, len(keys))
+	for i := range keys {
+		owners[i] = string(owner)
+	}
+	return s.reserve(ctx, p, keys, owners)
+}
+
+// reserve inserts keys[i] for owners[i], unordered, and returns the keys that were held.
+func (s *Store) reserve(ctx context.Context, p known.ProjectID, keys []IdentityKey, owners []string) ([]IdentityKey, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	now := time.Now().UTC()
+	docs := make([]any, len(keys))
+	for i, k := range keys {
+		docs[i] = identityKeyDoc{ID: keyID(p, k), ProjectID: string(p), OwnerID: owners[i], CreatedAt: now}
+	}
+	_, err := s.identityKeys.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return nil, nil
+	}
+	var bw mongo.BulkWriteException
+	if !errors.As(err, &bw) || bw.WriteConcernError != nil {
+		return nil, fmt.Errorf("store: claiming identity keys: %w", err)
+	}
+	var held []IdentityKey
+	for _, we := range bw.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) || we.Index < 0 || we.Index >= len(keys) {
+			return nil, fmt.Errorf("store: claiming identity keys: %w", err)
+		}
+		held = append(held, keys[we.Index])
+	}
+	return held, nil
+}
+
+// KeyedIDs returns the id of the owner of each key (organizations and companies named by the
+// customer's ids), reserving a new id for each key nobody holds yet: one read per key, sent
+// together, then one insert for the new ones. The owner's document may not exist yet: it is
+// upserted by that id.
+func (s *Store) KeyedIDs(ctx context.Context, p known.ProjectID, keys []IdentityKey) (map[IdentityKey]string, error) {
+	holds, err := s.KeyHolds(ctx, p, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := map[IdentityKey]string{}
+	var fresh []IdentityKey
+	var ids []string
+	for _, k := range keys {
+		if h, ok := holds[k]; ok {
+			out[k] = string(h.OwnerID)
+		} else if _, dup := out[k]; !dup && !slices.Contains(fresh, k) {
+			fresh = append(fresh, k)
+			ids = append(ids, NewID())
+		}
+	}
+	held, err := s.reserve(ctx, p, fresh, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, k := range fresh {
+		if !slices.Contains(held, k) {
+			out[k] = ids[i]
+		}
+	}
+	if len(held) > 0 { // made by a concurrent call just now: use its id
+		won, err := s.KeyHolds(ctx, p, held)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range held {
+			h, ok := won[k]
+			if !ok {
+				return nil, fmt.Errorf("store: identity key %s vanished", k.Kind)
+			}
+			out[k] = string(h.OwnerID)
+		}
+	}
+	return out, nil
+}
+
+// KeyHold is who holds an identity key, and since when.
+type KeyHold struct {
+	OwnerID   known.UserID
+	CreatedAt time.Time
+}
+
+// KeyHolds reads who holds each key (absent when nobody does): one find by _id per key, sent
+// together.
+func (s *Store) KeyHolds(ctx context.Context, p known.ProjectID, keys []IdentityKey) (map[IdentityKey]KeyHold, error) {
+	out := make([]*KeyHold, len(keys))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, k := range keys {
+		g.Go(func() error {
+			var d identityKeyDoc
+			err := s.identityKeys.FindOne(gctx, bson.M{"_id": keyID(p, k)}).Decode(&d)
+			if isNoDocuments(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("store: finding identity key: %w", err)
+			}
+			out[i] = &KeyHold{OwnerID: known.UserID(d.OwnerID), CreatedAt: d.CreatedAt}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	m := map[IdentityKey]KeyHold{}
+	for i, h := range out {
+		if h != nil {
+			m[keys[i]] = *h
+		}
+	}
+	return m, nil
+}
+
+// MoveKey hands key k from owner from to owner to, only if from still holds it; it reports
+// whether it did.
+func (s *Store) MoveKey(ctx context.Context, p known.ProjectID, k IdentityKey, from, to known.UserID) (bool, error) {
+	err := s.identityKeys.FindOneAndUpdate(ctx, bson.M{"_id": keyID(p, k), "ownerId": string(from)},
+		bson.M{"$set": bson.M{"ownerId": string(to), "createdAt": time.Now().UTC()}}).Err()
+	if isNoDocuments(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: moving identity key: %w", err)
+	}
+	return true, nil
+}
+
+// ReleaseKeys deletes each key that owner holds; keys held by others stay.
+func (s *Store) ReleaseKeys(ctx context.Context, p known.ProjectID, keys []IdentityKey, owner known.UserID) error {
+	for _, k := range keys {
+		if _, err := s.identityKeys.DeleteOne(ctx, bson.M{"_id": keyID(p, k), "ownerId": string(owner)}); err != nil {
+			return fmt.Errorf("store: releasing identity key: %w", err)
+		}
+	}
+	return nil
+}
+
+// OrphanAge is how old a key whose owner does not carry it must be before another call may
+// take it: a key is claimed just before its owner is written, so a younger one may still be
+// in flight, and an older one was left by a crash between the two writes.
+const OrphanAge = orphanAge
+
+// InsertUser stores a new user whole. Its identity keys must be held for it already.
+func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
+	if _, err := s.users.InsertOne(ctx, newUserDoc(u)); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return known.Errorf(known.AlreadyExists, "user %s exists", u.ID)
+		}
+		return fmt.Errorf("store: creating user: %w", err)
+	}
+	return nil
+}
+
+// UsersByIDsEach reads users by id, one find by _id each, sent together; missing ones (and
+// another project's) are nil.
+func (s *Store) UsersByIDsEach(ctx context.Context, p known.ProjectID, ids []known.UserID) ([]*known.User, error) {
+	out := make([]*known.User, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, id := range ids {
+		g.Go(func() error {
+			u, err := s.User(gctx, p, id)
+			if known.ErrorCode(err) == known.NotFound {
+				return nil
+			}
+			out[i] = u
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
+// MoveUserData moves the conversations and events of user from to user into.
+func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error {
+	if _, err := s.conversations.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
+		return fmt.Errorf("store: moving conversations: %w", err)
+	}
+	if _, err := s.events.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
+		return fmt.Errorf("store: moving events: %w", err)
+	}
+	return nil
+}
+
+// DeleteMergedUser deletes user id after a merge moved everything of it elsewhere.
+func (s *Store) DeleteMergedUser(ctx context.Context, id known.UserID) error {
+	defer s.serial.lock(s.users, string(id))()
+	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
+		return fmt.Errorf("store: deleting merged user: %w", err)
+	}
+	return nil
+}
