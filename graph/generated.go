@@ -166,6 +166,15 @@ type ComplexityRoot struct {
 		UserErrors func(childComplexity int) int
 	}
 
+	Identity struct {
+		At     func(childComplexity int) int
+		Kind   func(childComplexity int) int
+		Method func(childComplexity int) int
+		Proven func(childComplexity int) int
+		Source func(childComplexity int) int
+		Value  func(childComplexity int) int
+	}
+
 	JwtPublicKey struct {
 		Algorithm func(childComplexity int) int
 		CreatedAt func(childComplexity int) int
@@ -340,6 +349,7 @@ type ComplexityRoot struct {
 		FirstName          func(childComplexity int) int
 		FkUserID           func(childComplexity int) int
 		GlobalID           func(childComplexity int) int
+		Identities         func(childComplexity int) int
 		LastName           func(childComplexity int) int
 		LastSeenAt         func(childComplexity int) int
 		Metadata           func(childComplexity int) int
@@ -941,6 +951,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IdentifyPayload.UserErrors(childComplexity), true
+
+	case "Identity.at":
+		if e.ComplexityRoot.Identity.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Identity.At(childComplexity), true
+	case "Identity.kind":
+		if e.ComplexityRoot.Identity.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Identity.Kind(childComplexity), true
+	case "Identity.method":
+		if e.ComplexityRoot.Identity.Method == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Identity.Method(childComplexity), true
+	case "Identity.proven":
+		if e.ComplexityRoot.Identity.Proven == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Identity.Proven(childComplexity), true
+	case "Identity.source":
+		if e.ComplexityRoot.Identity.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Identity.Source(childComplexity), true
+	case "Identity.value":
+		if e.ComplexityRoot.Identity.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Identity.Value(childComplexity), true
 
 	case "JwtPublicKey.algorithm":
 		if e.ComplexityRoot.JwtPublicKey.Algorithm == nil {
@@ -1752,6 +1799,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.GlobalID(childComplexity), true
+	case "User.identities":
+		if e.ComplexityRoot.User.Identities == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Identities(childComplexity), true
 	case "User.lastName":
 		if e.ComplexityRoot.User.LastName == nil {
 			break
@@ -2365,6 +2418,24 @@ func (ec *executionContext) childFields_IdentifyPayload(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type IdentifyPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_Identity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_Identity_kind(ctx, field)
+	case "value":
+		return ec.fieldContext_Identity_value(ctx, field)
+	case "proven":
+		return ec.fieldContext_Identity_proven(ctx, field)
+	case "method":
+		return ec.fieldContext_Identity_method(ctx, field)
+	case "at":
+		return ec.fieldContext_Identity_at(ctx, field)
+	case "source":
+		return ec.fieldContext_Identity_source(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Identity", field.Name)
+}
+
 func (ec *executionContext) childFields_JwtPublicKey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2629,6 +2700,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_verificationMethod(ctx, field)
 	case "verifiedAt":
 		return ec.fieldContext_User_verifiedAt(ctx, field)
+	case "identities":
+		return ec.fieldContext_User_identities(ctx, field)
 	case "email":
 		return ec.fieldContext_User_email(ctx, field)
 	case "phoneNumber":
@@ -5429,6 +5502,144 @@ func (ec *executionContext) fieldContext_IdentifyPayload_userErrors(_ context.Co
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Identity_kind(ctx context.Context, field graphql.CollectedField, obj *known.Identity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Identity_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v known.IdentityKind) graphql.Marshaler {
+			return ec.marshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Identity_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Identity", field, false, false, errors.New("field of type IdentityKind does not have child fields"))
+}
+
+func (ec *executionContext) _Identity_value(ctx context.Context, field graphql.CollectedField, obj *known.Identity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Identity_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Identity_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Identity", field, false, false, errors.New("field of type String does not have child fields"))
+}
+
+func (ec *executionContext) _Identity_proven(ctx context.Context, field graphql.CollectedField, obj *known.Identity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Identity_proven(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Proven, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Identity_proven(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Identity", field, false, false, errors.New("field of type Boolean does not have child fields"))
+}
+
+func (ec *executionContext) _Identity_method(ctx context.Context, field graphql.CollectedField, obj *known.Identity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Identity_method(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Method, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *known.VerificationMethod) graphql.Marshaler {
+			return ec.marshalOVerificationMethod2ᚖgithubᚗcomᚋknownhqᚋknownᚐVerificationMethod(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Identity_method(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Identity", field, false, false, errors.New("field of type VerificationMethod does not have child fields"))
+}
+
+func (ec *executionContext) _Identity_at(ctx context.Context, field graphql.CollectedField, obj *known.Identity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Identity_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Identity_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Identity", field, false, false, errors.New("field of type DateTime does not have child fields"))
+}
+
+func (ec *executionContext) _Identity_source(ctx context.Context, field graphql.CollectedField, obj *known.Identity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Identity_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v known.IdentitySource) graphql.Marshaler {
+			return ec.marshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Identity_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Identity", field, false, false, errors.New("field of type IdentitySource does not have child fields"))
 }
 
 func (ec *executionContext) _JwtPublicKey_id(ctx context.Context, field graphql.CollectedField, obj *model.JwtPublicKey) (ret graphql.Marshaler) {
@@ -8666,6 +8877,38 @@ func (ec *executionContext) _User_verifiedAt(ctx context.Context, field graphql.
 }
 func (ec *executionContext) fieldContext_User_verifiedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, false, false, errors.New("field of type DateTime does not have child fields"))
+}
+
+func (ec *executionContext) _User_identities(ctx context.Context, field graphql.CollectedField, obj *known.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_identities(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Identities, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []known.Identity) graphql.Marshaler {
+			return ec.marshalNIdentity2ᚕgithubᚗcomᚋknownhqᚋknownᚐIdentityᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_User_identities(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "User",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Identity(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _User_email(ctx context.Context, field graphql.CollectedField, obj *known.User) (ret graphql.Marshaler) {
@@ -13417,6 +13660,69 @@ func (ec *executionContext) _IdentifyPayload(ctx context.Context, sel ast.Select
 	return out
 }
 
+var identityImplementors = []string{"Identity"}
+
+func (ec *executionContext) _Identity(ctx context.Context, sel ast.SelectionSet, obj *known.Identity) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, identityImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferredFieldSet := graphql.NewFieldSet(nil)
+	deferLabelToView := make(map[string]*graphql.FieldSetView)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Identity")
+		case "kind":
+			out.Values[i] = ec._Identity_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._Identity_value(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "proven":
+			out.Values[i] = ec._Identity_proven(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "method":
+			out.Values[i] = ec._Identity_method(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._Identity_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "source":
+			out.Values[i] = ec._Identity_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	atomic.AddInt32(&ec.Deferred, int32(min(len(deferLabelToView), math.MaxInt32)))
+
+	ec.ProcessDeferredGroup(graphql.DeferredGroup{
+		Defers:   deferLabelToView,
+		Path:     graphql.GetPath(ctx),
+		FieldSet: deferredFieldSet,
+		Context:  ctx,
+	})
+
+	return out
+}
+
 var jwtPublicKeyImplementors = []string{"JwtPublicKey"}
 
 func (ec *executionContext) _JwtPublicKey(ctx context.Context, sel ast.SelectionSet, obj *model.JwtPublicKey) graphql.Marshaler {
@@ -15121,6 +15427,11 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "identities":
+			out.Values[i] = ec._User_identities(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "email":
 			out.Values[i] = ec._User_email(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -16692,6 +17003,86 @@ func (ec *executionContext) marshalNIdentifyPayload2ᚖgithubᚗcomᚋknownhqᚋ
 	}
 	return ec._IdentifyPayload(ctx, sel, v)
 }
+
+func (ec *executionContext) marshalNIdentity2githubᚗcomᚋknownhqᚋknownᚐIdentity(ctx context.Context, sel ast.SelectionSet, v known.Identity) graphql.Marshaler {
+	return ec._Identity(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNIdentity2ᚕgithubᚗcomᚋknownhqᚋknownᚐIdentityᚄ(ctx context.Context, sel ast.SelectionSet, v []known.Identity) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIdentity2githubᚗcomᚋknownhqᚋknownᚐIdentity(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind(ctx context.Context, v any) (known.IdentityKind, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind(ctx context.Context, sel ast.SelectionSet, v known.IdentityKind) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind[v])
+	if res == graphql.Null {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+	}
+	return res
+}
+
+var (
+	unmarshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind = map[string]known.IdentityKind{
+		"EXTERNAL_ID": known.IdentityExternalID,
+		"EMAIL":       known.IdentityEmail,
+		"PHONE":       known.IdentityPhone,
+	}
+	marshalNIdentityKind2githubᚗcomᚋknownhqᚋknownᚐIdentityKind = map[known.IdentityKind]string{
+		known.IdentityExternalID: "EXTERNAL_ID",
+		known.IdentityEmail:      "EMAIL",
+		known.IdentityPhone:      "PHONE",
+	}
+)
+
+func (ec *executionContext) unmarshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource(ctx context.Context, v any) (known.IdentitySource, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource(ctx context.Context, sel ast.SelectionSet, v known.IdentitySource) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource[v])
+	if res == graphql.Null {
+		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
+			graphql.AddErrorf(ctx, "the requested element is null which the schema does not allow")
+		}
+	}
+	return res
+}
+
+var (
+	unmarshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource = map[string]known.IdentitySource{
+		"WIDGET":  known.SourceWidget,
+		"API":     known.SourceAPI,
+		"PROFILE": known.SourceProfile,
+	}
+	marshalNIdentitySource2githubᚗcomᚋknownhqᚋknownᚐIdentitySource = map[known.IdentitySource]string{
+		known.SourceWidget:  "WIDGET",
+		known.SourceAPI:     "API",
+		known.SourceProfile: "PROFILE",
+	}
+)
 
 func (ec *executionContext) unmarshalNJSON2map(ctx context.Context, v any) (map[string]any, error) {
 	res, err := scalar.UnmarshalJSON(v)
