@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/knownhq/known"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// migrate brings data written by earlier versions of Known to the current shape. Each step is
+// idempotent and safe to interrupt: it writes each document with a condition that holds only
+// while the document is still in the old shape, so running it again (on this or another
+// instance) finishes what was left and changes nothing else. Migrations may scan: they run
+// once, at start.
+func (s *Store) migrate(ctx context.Context) error {
+	if err := s.migrateIdentities(ctx); err != nil {
+		return fmt.Errorf("store: migrating identities: %w", err)
+	}
+	if err := s.migrateAnonymousRecords(ctx); err != nil {
+		return fmt.Errorf("store: migrating visitor records: %w", err)
+	}
+	return nil
+}
+
+// migrateIdentities gives every user written before identities had provenance its list of
+// identities: the ones its recorded proof covered become proven (by that method, at its time),
+// the rest claimed. A user with no visitor was made by the customer's backend (createUser).
+func (s *Store) migrateIdentities(ctx context.Context) error {
+	cur, err := s.users.Find(ctx, bson.M{"identities": bson.M{"$exists": false}})
+	if err != nil {
+		return err
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var d userDoc
+		if err := cur.Decode(&d); err != nil {
+			return err
+		}
+		ids := legacyIdentities(&d)
+		u := known.User{Identities: ids}
+		u.Derive()
+		_, err := s.users.UpdateOne(ctx, bson.M{"_id": d.ID, "identities": bson.M{"$exists": false}},
+			bson.M{"$set": bson.M{"identities": identityDocs(ids), "verified": u.Verified}, "$inc": bson.M{"rev": 1}})
+		if err != nil {
+			return err
+		}
+	}
+	return cur.Err()
+}
+
+// legacyIdentities are the identities of a user document without an identities field.
+func legacyIdentities(d *userDoc) []known.Identity {
+	source := known.SourceWidget
+	if len(d.VisitorIDs) == 0 {
+		source = known.SourceAPI
+	}
+	var method *known.VerificationMethod
+	if d.Verified && d.VerificationMethod != nil {
+		m := known.VerificationMethod(*d.VerificationMethod)
+		method = &m
+	}
+	provenAt := d.CreatedAt
+	if d.VerifiedAt != nil {
+		provenAt = *d.VerifiedAt
+	}
+	email := d.EmailKey
+	if email == nil && d.Email != nil {
+		k := strings.ToLower(*d.Email)
+		email = &k
+	}
+	var ids []known.Identity
+	for _, x := range []struct {
+		kind  known.IdentityKind
+		value *string
+	}{{known.IdentityExternalID, d.ExternalID}, {known.IdentityEmail, email}, {known.IdentityPhone, d.PhoneNumber}} {
+		if x.value == nil {
+			continue
+		}
+		id := known.Identity{Kind: x.kind, Value: *x.value, Source: source, At: d.CreatedAt}
+		if method != nil && method.Covers(x.kind, d.ExternalID != nil) {
+			id.Proven, id.Method, id.At = true, method, provenAt
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// migrateAnonymousRecords moves each anonymous visitor record stored under a random id to the
+// id derived from its visitor (AnonymousUserID), where sessions now find it: copy, move its
+// conversations and events, then delete the old one and its visitor key.
+func (s *Store) migrateAnonymousRecords(ctx context.Context) error {
+	cur, err := s.users.Find(ctx, bson.M{"anonymous": true})
+	if err != nil {
+		return err
+	}
+	var docs []userDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if len(d.VisitorIDs) != 1 {
+			continue
+		}
+		p, v := known.ProjectID(d.ProjectID), known.VisitorID(d.VisitorIDs[0])
+		to := AnonymousUserID(p, v)
+		if string(to) == d.ID {
+			continue
+		}
+		from := known.UserID(d.ID)
+		copied := d
+		copied.ID = string(to)
+		if _, err := s.users.InsertOne(ctx, copied); err != nil && !mongo.IsDuplicateKeyError(err) {
+			return err
+		}
+		if err := s.MoveUserData(ctx, from, to); err != nil {
+			return err
+		}
+		if _, err := s.users.DeleteOne(ctx, bson.M{"_id": d.ID}); err != nil {
+			return err
+		}
+		if err := s.ReleaseKeys(ctx, p, []IdentityKey{{KeyVisitor, string(v)}}, from); err != nil {
+			return err
+		}
+	}
+	return nil
+}
