@@ -350,8 +350,16 @@ func madeByThisBrowser(u *known.User, ss *known.Session) bool {
 	return ss != nil && len(u.VisitorIDs) == 1 && u.VisitorIDs[0] == ss.VisitorID
 }
 
-// differs reports whether u holds, for a kind asserted, another value than the one asserted.
+// differs reports whether a claim names someone other than u: another externalId than u's
+// when it asserts one (the customer's own id is the strongest identity: with it the same, an
+// email may change), else another value of any kind u holds.
 func differs(u *known.User, as []Asserted) bool {
+	for _, a := range as {
+		if a.Kind == known.IdentityExternalID {
+			id := u.Identity(a.Kind)
+			return id != nil && id.Value != a.Value
+		}
+	}
 	for _, a := range as {
 		if id := u.Identity(a.Kind); id != nil && id.Value != a.Value {
 			return true

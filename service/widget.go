@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -232,31 +231,16 @@ func (s *Service) sessionUser(ctx context.Context, wc *widgetCall, create bool) 
 // user as written (a conditional write that starts over when another call changed the user
 // in between), so that concurrent calls never leave more keys than the limit.
 func (s *Service) writeSessionUser(ctx context.Context, wc *widgetCall, field []string, set map[string]any, unset []string, up store.UserUpdate) (*known.User, error) {
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
-				return nil, err
-			}
-		}
-		u, err := s.sessionUser(ctx, wc, true)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := identity.Decide(identity.Claim{MetaSet: set, MetaUnset: unset, MetaField: field},
-			identity.Facts{Session: wc.session, Current: u}, wc.now); err != nil {
-			return nil, err
-		}
-		up.Metadata, up.MetadataUnset = set, unset
-		if len(set) > 0 {
-			up.IfRev = &u.Rev // the limit was checked against this revision
-		}
-		out, err := s.store.UpdateUser(ctx, u.ID, up)
-		if errors.Is(err, store.ErrRevChanged) {
-			continue
-		}
-		return out, err
+	u, err := s.sessionUser(ctx, wc, true)
+	if err != nil {
+		return nil, err
 	}
-	return nil, known.FieldErrorf(field, known.LimitExceeded, "the user's metadata is being changed by other calls; try again")
+	up.Metadata, up.MetadataUnset = set, unset
+	return s.store.UpdateUserChecked(ctx, u.ProjectID, u.ID, func(u *known.User) (store.UserUpdate, error) {
+		_, err := identity.Decide(identity.Claim{MetaSet: set, MetaUnset: unset, MetaField: field},
+			identity.Facts{Session: wc.session, Current: u}, wc.now)
+		return up, err
+	})
 }
 
 // ResetSession is logout (API.md §3): the session's token stops working, and the returned

@@ -48,6 +48,40 @@ var ErrRevChanged = errors.New("store: the user changed since it was read")
 
 // UpdateUser applies up to user id and returns the user as it then is, or NotFound.
 func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
+	defer s.serial.lock(s.users, string(id))()
+	return s.updateUser(ctx, id, up)
+}
+
+// UpdateUserChecked reads user id of project p, asks decide for the update to make of it (or
+// an error, returned as it is), and writes it only onto the revision it read; when another
+// write came in between it reads and decides again. On the embedded store the read and the
+// write take one turn (serial), so concurrent calls in this process never collide; on MongoDB
+// the conditional write makes the rule hold across instances. NotFound when there is no user.
+func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id known.UserID, decide func(*known.User) (UserUpdate, error)) (*known.User, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := func() (*known.User, error) {
+			defer s.serial.lock(s.users, string(id))()
+			u, err := s.User(ctx, p, id)
+			if err != nil {
+				return nil, err
+			}
+			up, err := decide(u)
+			if err != nil {
+				return nil, err
+			}
+			up.IfRev = &u.Rev
+			return s.updateUser(ctx, id, up)
+		}()
+		if !errors.Is(err, ErrRevChanged) || attempt >= 50 {
+			return out, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
 	set := bson.M{"updatedAt": up.UpdatedAt}
 	str := map[string]*string{
 		"externalId": up.ExternalID, "email": up.Email, "emailKey": up.EmailKey, "phoneNumber": up.PhoneNumber,
@@ -110,7 +144,6 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 	if up.IfRev != nil {
 		filter["rev"] = *up.IfRev
 	}
-	defer s.serial.lock(s.users, string(id))()
 	err := s.users.FindOneAndUpdate(ctx, filter, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {

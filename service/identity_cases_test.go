@@ -1,0 +1,230 @@
+package service_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/service"
+)
+
+// The five ways the first version's identity matching could be attacked (issue 8), each played
+// end to end on the embedded store. Each failed before the identity engine.
+
+// identityToken makes an identification token for email with the project's secret key.
+func identityToken(t *testing.T, e *env, email string) *string {
+	t.Helper()
+	tok, _, err := e.svc.CreateIdentificationToken(e.ctx, email, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tok
+}
+
+// readable lists the conversations a session may read.
+func readable(t *testing.T, e *env, token string) []known.ConversationID {
+	t.Helper()
+	return sessionConversations(t, e, token)
+}
+
+func identities(t *testing.T, e *env, id known.UserID) []known.Identity {
+	t.Helper()
+	u, err := e.svc.User(e.ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Identities
+}
+
+func holds(ids []known.Identity, kind known.IdentityKind, value string, proven bool) bool {
+	return slices.ContainsFunc(ids, func(id known.Identity) bool { return id.Kind == kind && id.Value == value && id.Proven == proven })
+}
+
+func TestTakeoverThroughClaimRidingOnProof(t *testing.T) {
+	e := newEnv(t)
+	secret := e.project.IdentitySecret
+
+	t.Run("OwnEmailProvenWithSomeonesUserID", func(t *testing.T) {
+		attacker := identify(t, e, "", service.IdentifyInput{Email: str("mallory@example.com"),
+			IdentificationToken: identityToken(t, e, "mallory@example.com"), UserID: str("victim-1")})
+		if !holds(identities(t, e, *attacker.UserID), known.IdentityExternalID, "victim-1", false) {
+			t.Fatalf("the unproven userId should ride along as a claim: %+v", identities(t, e, *attacker.UserID))
+		}
+		victim := identify(t, e, "", service.IdentifyInput{UserID: str("victim-1"), UserHash: str(hashOf(secret, "victim-1"))})
+		if *victim.UserID == *attacker.UserID {
+			t.Fatalf("the victim's proof landed on the attacker's user %s", *victim.UserID)
+		}
+		conv := startConversation(t, e, victim.Token, "my invoice")
+		if slices.Contains(readable(t, e, attacker.Token), conv.ID) {
+			t.Fatal("the attacker's session reads the victim's conversation")
+		}
+		if holds(identities(t, e, *attacker.UserID), known.IdentityExternalID, "victim-1", false) {
+			t.Errorf("the attacker's user still claims the victim's id")
+		}
+		if !holds(identities(t, e, *victim.UserID), known.IdentityExternalID, "victim-1", true) {
+			t.Errorf("the victim's user does not hold its id proven: %+v", identities(t, e, *victim.UserID))
+		}
+	})
+	t.Run("OwnUserIDProvenWithSomeonesEmail", func(t *testing.T) {
+		attacker := identify(t, e, "", service.IdentifyInput{UserID: str("mallory-2"), UserHash: str(hashOf(secret, "mallory-2")),
+			Email: str("victim2@example.com")})
+		victim := identify(t, e, "", service.IdentifyInput{Email: str("victim2@example.com"),
+			IdentificationToken: identityToken(t, e, "victim2@example.com")})
+		if *victim.UserID == *attacker.UserID {
+			t.Fatalf("the victim's token landed on the attacker's user")
+		}
+		conv := startConversation(t, e, victim.Token, "my address")
+		if slices.Contains(readable(t, e, attacker.Token), conv.ID) {
+			t.Fatal("the attacker's session reads the victim's conversation")
+		}
+	})
+	t.Run("VictimsJWTOfIDAndEmailIsNotLockedOut", func(t *testing.T) {
+		e, clock := clockedEnv(t)
+		pub, priv := newEd25519(t)
+		addKey(t, e, spkiPEM(t, pub), nil)
+		identify(t, e, "", service.IdentifyInput{Email: str("mallory3@example.com"),
+			IdentificationToken: identityToken(t, e, "mallory3@example.com"), UserID: str("victim-3")})
+		raw := signJWT(t, jwt.SigningMethodEdDSA, priv, "", jwtClaims(clock, jwt.MapClaims{"id": "victim-3", "email": "victim3@example.com"}))
+		victim, err := setUserErr(e, "", service.SetUserInput{JWT: &raw})
+		if err != nil {
+			t.Fatalf("the victim's JWT is refused: %v", err)
+		}
+		ids := identities(t, e, *victim.UserID)
+		if !victim.Verified() || !holds(ids, known.IdentityExternalID, "victim-3", true) || !holds(ids, known.IdentityEmail, "victim3@example.com", true) {
+			t.Fatalf("victim session %+v, identities %+v; want both proven", victim, ids)
+		}
+	})
+}
+
+func TestUnicodeEmailsRefused(t *testing.T) {
+	e := newEnv(t)
+	for _, email := range []string{"\u212Aate@example.com", "\u212Bngstrom@example.com", "ｋate@example.com", "\ufb01nn@example.com"} {
+		t.Run(email, func(t *testing.T) {
+			_, err := identifyErr(e, "", service.IdentifyInput{Email: &email})
+			requireFieldError(t, err, known.Invalid, "input", "email")
+			_, _, err = e.svc.CreateIdentificationToken(e.ctx, email, nil, nil)
+			requireFieldError(t, err, known.Invalid, "input", "email")
+			_, err = e.svc.CreateUser(e.ctx, service.CreateUserInput{Email: &email})
+			requireFieldError(t, err, known.Invalid, "input", "email")
+		})
+	}
+	// The proof of a lookalike never verifies its holder as Kate.
+	kate := identify(t, e, "", service.IdentifyInput{Email: str("kate@example.com"), IdentificationToken: identityToken(t, e, "kate@example.com")})
+	if !kate.Verified() {
+		t.Fatal("kate is not verified")
+	}
+	if _, _, err := e.svc.CreateIdentificationToken(e.ctx, "\u212Aate@example.com", nil, nil); known.ErrorCode(err) != known.Invalid {
+		t.Fatalf("a token for the KELVIN SIGN address: %v, want INVALID", err)
+	}
+}
+
+func requireFieldError(t *testing.T, err error, code known.Code, field ...string) {
+	t.Helper()
+	var ke *known.Error
+	var kes known.Errors
+	if errors.As(err, &kes) && len(kes) == 1 {
+		ke = kes[0]
+	} else {
+		errors.As(err, &ke)
+	}
+	if known.ErrorCode(err) != code || ke == nil || !slices.Equal(ke.Field, field) {
+		t.Fatalf("error %v, want %s at %v", err, code, field)
+	}
+}
+
+func TestMetadataLimitWithTheWrite(t *testing.T) {
+	e := newEnv(t)
+	fifty := func(prefix string) map[string]any {
+		m := map[string]any{}
+		for i := range 50 {
+			m[fmt.Sprintf("%s%d", prefix, i)] = i
+		}
+		return m
+	}
+	t.Run("MergeOfVisitorIntoUser", func(t *testing.T) {
+		identify(t, e, "", service.IdentifyInput{UserID: str("full-user"), Metadata: fifty("u")})
+		visitor := anonymous(t, e)
+		if _, err := e.svc.SetProperties(widgetCtx(visitor.Token), nil, fifty("v")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := identifyErr(e, visitor.Token, service.IdentifyInput{UserID: str("full-user")})
+		if known.ErrorCode(err) != known.LimitExceeded {
+			t.Fatalf("identify merging 50 properties into 50 metadata keys: %v, want LIMIT_EXCEEDED", err)
+		}
+		if u := userByExt(t, e, "full-user"); len(u.Metadata) != 50 || len(u.VisitorIDs) != 1 {
+			t.Fatalf("the refused merge changed the user: %d keys, %d visitors", len(u.Metadata), len(u.VisitorIDs))
+		}
+		if ss := sessionOf(t, e, visitor.Token); !ss.Anonymous() {
+			t.Fatal("the refused identify changed the visitor's session")
+		}
+	})
+	t.Run("ConcurrentSetProperties", func(t *testing.T) {
+		ss := identify(t, e, "", service.IdentifyInput{UserID: str("busy-user")})
+		const n = 80
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = e.svc.SetProperties(widgetCtx(ss.Token), nil, map[string]any{fmt.Sprintf("k%d", i): i})
+			})
+		}
+		wg.Wait()
+		u := userByExt(t, e, "busy-user")
+		stored := 0
+		for i, err := range errs {
+			_, present := u.Metadata[fmt.Sprintf("k%d", i)]
+			switch {
+			case err == nil && present:
+				stored++
+			case known.ErrorCode(err) == known.LimitExceeded && !present:
+			default:
+				t.Errorf("call %d: %v, key present %v", i, err, present)
+			}
+		}
+		if len(u.Metadata) != 50 || stored != 50 {
+			t.Fatalf("%d keys stored (%d calls acknowledged), want exactly 50", len(u.Metadata), stored)
+		}
+	})
+}
+
+// A verified user's email with another, unproven userId: VERIFICATION_REQUIRED (API.md §3).
+func TestVerifiedUsersEmailWithAnotherUserID(t *testing.T) {
+	e := newEnv(t)
+	identify(t, e, "", service.IdentifyInput{UserID: str("vera"), UserHash: str(hashOf(e.project.IdentitySecret, "vera")), Email: str("vera@example.com")})
+	_, err := identifyErr(e, "", service.IdentifyInput{UserID: str("not-vera"), Email: str("vera@example.com")})
+	requireFieldError(t, err, known.VerificationRequired, "input", "email")
+}
+
+// A squatter's unproven claim of an id nobody has seen yet: when the owner proves the id, the
+// owner's verified user has none of the squatter's email, metadata or conversations.
+func TestSquattedIDProvenByOwner(t *testing.T) {
+	e := newEnv(t)
+	squatter := identify(t, e, "", service.IdentifyInput{UserID: str("owner-1"), Email: str("squatter@example.com"),
+		Metadata: map[string]any{"planted": true}})
+	planted := startConversation(t, e, squatter.Token, "planted history")
+	owner := identify(t, e, "", service.IdentifyInput{UserID: str("owner-1"), UserHash: str(hashOf(e.project.IdentitySecret, "owner-1"))})
+	if *owner.UserID == *squatter.UserID {
+		t.Fatal("the owner's proof landed on the squatter's user")
+	}
+	u, err := e.svc.User(e.ctx, *owner.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Email != nil || len(u.Metadata) != 0 || slices.Contains(readable(t, e, owner.Token), planted.ID) {
+		t.Fatalf("the owner's user keeps the squatter's data: email %v, metadata %v", opt(u.Email), u.Metadata)
+	}
+	if !holds(u.Identities, known.IdentityExternalID, "owner-1", true) {
+		t.Fatalf("the owner's id is not proven: %+v", u.Identities)
+	}
+	sq, err := e.svc.User(e.ctx, *squatter.UserID)
+	if err != nil || sq.ExternalID != nil || opt(sq.Email) != "squatter@example.com" {
+		t.Fatalf("the squatter's user: %+v, %v; want it to have lost the id and kept its email", sq, err)
+	}
+	// The squatter's claim of the id now meets a proven identity.
+	_, err = identifyErr(e, squatter.Token, service.IdentifyInput{UserID: str("owner-1")})
+	requireFieldError(t, err, known.VerificationRequired, "input", "userId")
+}
