@@ -86,12 +86,15 @@ func TestTakeoverThroughClaimRidingOnProof(t *testing.T) {
 		e, clock := clockedEnv(t)
 		pub, priv := newEd25519(t)
 		addKey(t, e, spkiPEM(t, pub), nil)
-		identify(t, e, "", service.IdentifyInput{Email: str("mallory3@example.com"),
+		attacker := identify(t, e, "", service.IdentifyInput{Email: str("mallory3@example.com"),
 			IdentificationToken: identityToken(t, e, "mallory3@example.com"), UserID: str("victim-3")})
 		raw := signJWT(t, jwt.SigningMethodEdDSA, priv, "", jwtClaims(clock, jwt.MapClaims{"id": "victim-3", "email": "victim3@example.com"}))
 		victim, err := setUserErr(e, "", service.SetUserInput{JWT: &raw})
 		if err != nil {
 			t.Fatalf("the victim's JWT is refused: %v", err)
+		}
+		if *victim.UserID == *attacker.UserID {
+			t.Fatal("the victim's JWT landed on the attacker's user")
 		}
 		ids := identities(t, e, *victim.UserID)
 		if !victim.Verified() || !holds(ids, known.IdentityExternalID, "victim-3", true) || !holds(ids, known.IdentityEmail, "victim3@example.com", true) {
