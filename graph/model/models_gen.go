@@ -210,7 +210,7 @@ type HTTPHeaderInput struct {
 	Value string `json:"value"`
 }
 
-// Who the widget visitor is. Strings are at most 255 characters. Without proof the identity is only claimed, and a claim never attaches to or changes a verified user (`VERIFICATION_REQUIRED`).
+// Who the widget visitor is. Strings are at most 255 characters. Proof is per identity: a proof proves only what it covers (`userHash` the `userId`, or the `email` without one; `identificationToken` the `email`; `jwt` the `id` and `email` it signs), and every other identity in the call is a claim that attaches only if no other user holds it. A claim never attaches to or changes a verified user (`VERIFICATION_REQUIRED`); a later proof of a claimed identity takes it from the user that only claimed it.
 type IdentifyInput struct {
 	// The project's public app id; when a session token is sent, it must match the session's project.
 	AppID string `json:"appId"`
@@ -218,7 +218,7 @@ type IdentifyInput struct {
 	VisitorID *string `json:"visitorId,omitempty"`
 	// The customer's own user id (a number or a string, stored as the user's `externalId`, so 123 and "123" are one user). Users are matched by it first.
 	UserID *string `json:"userId,omitempty"`
-	// The user's email; syntax-checked, matched case-insensitively, and used for matching only when verified or when the user has no `externalId`.
+	// The user's email; syntax-checked, matched case-insensitively, and used for matching only when proven or when the user has no `externalId`. An address that Unicode NFKC normalization would change (e.g. a KELVIN SIGN, fullwidth letters) is `INVALID`.
 	Email *string `json:"email,omitempty"`
 	// The user's display name.
 	Name *string `json:"name,omitempty"`
