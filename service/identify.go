@@ -530,9 +530,16 @@ func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts,
 		moved = append(moved, keyMove{key: k, from: t.From.ID, to: id})
 	}
 
-	up, companies := s.userUpdate(wc, c, f, plan, visitor)
-	// The companies and organizations are written alongside the user: it names them by the
-	// ids gather found, and writing one again is harmless if the user's write must start over.
+	up, checked, companies := s.userUpdate(wc, c, f, plan, visitor)
+	// A company write that may be refused (its metadata within the limit) goes first, so that
+	// a refusal writes nothing else. The others are written alongside the user: it names them
+	// by the ids gather found, and writing one again is harmless if the user's write must
+	// start over.
+	for _, w := range checked {
+		if err := w(ctx); err != nil {
+			return nil, undo(err)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, w := range companies {
 		g.Go(func() error { return w(gctx) })
@@ -635,8 +642,8 @@ func (s *Service) dropIdentity(ctx context.Context, u *known.User, kind known.Id
 
 // userUpdate makes the write of a plan to its user: identities, names, metadata (a merged
 // record's keys the user lacks, then the claim's), companies, organizations, visitors.
-func (s *Service) userUpdate(wc *widgetCall, c *claim, f *facts, plan identity.Plan, visitor known.VisitorID) (store.UserUpdate, []func(context.Context) error) {
-	up := store.UserUpdate{UpdatedAt: wc.now, AvatarURL: c.avatar, Metadata: map[string]any{}, MetadataUnset: c.MetaUnset}
+func (s *Service) userUpdate(wc *widgetCall, c *claim, f *facts, plan identity.Plan, visitor known.VisitorID) (up store.UserUpdate, checked, writes []func(context.Context) error) {
+	up = store.UserUpdate{UpdatedAt: wc.now, AvatarURL: c.avatar, Metadata: map[string]any{}, MetadataUnset: c.MetaUnset}
 	if c.fixed == nil {
 		up.LastSeenAt = &wc.now
 	}
@@ -685,7 +692,8 @@ func (s *Service) userUpdate(wc *widgetCall, c *claim, f *facts, plan identity.P
 	if visitor != "" && !slices.Contains(base.VisitorIDs, visitor) {
 		up.AddVisitorIDs = append(up.AddVisitorIDs, string(visitor))
 	}
-	return up, s.linkCompanies(wc, c, f, &up)
+	checked, writes = s.linkCompanies(wc, c, f, &up)
+	return up, checked, writes
 }
 
 // newUser is the user a plan makes from scratch, from the write meant for it.
@@ -751,21 +759,31 @@ func names(u *known.User, name, first, last *string) (n, f, l *string) {
 
 // linkCompanies links the claim's company (made active), companyIds (linked only) and
 // organizations (the complete list) in up, by the ids gather found or reserved, and returns
-// the writes that make or update them.
-func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.UserUpdate) []func(context.Context) error {
+// the writes that make or update them: checked ones, which may be refused (a company's
+// metadata over its limit is LIMIT_EXCEEDED), and the others.
+func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.UserUpdate) (checked, writes []func(context.Context) error) {
 	p := wc.project.ID
-	var writes []func(context.Context) error
 	if c.company != nil {
 		id := f.companies[store.IdentityKey{Kind: store.KeyCompany, Value: c.company.ID}]
 		up.AddCompanyIDs = append(up.AddCompanyIDs, id)
 		up.ActiveCompanyID = &id
-		writes = append(writes, func(ctx context.Context) error {
+		w := func(ctx context.Context) error {
 			_, err := s.store.UpdateCompany(ctx, p, known.CompanyID(id), c.company.ID, store.CompanyUpdate{
 				Name: c.company.Name, Metadata: c.company.Metadata, Stage: c.company.Stage,
-				StageIfEmpty: c.stageMode == known.StageIfEmpty,
+				StageIfEmpty: c.stageMode == known.StageIfEmpty, MaxMetadataKeys: MaxJSONKeys,
 			}, wc.now)
+			var tm *store.TooManyKeysError
+			if errors.As(err, &tm) {
+				return known.FieldErrorf(path("input", "company", "metadata"), known.LimitExceeded,
+					"the company's metadata would have %d keys; the limit is %d", tm.Keys, tm.Limit)
+			}
 			return err
-		})
+		}
+		if len(c.company.Metadata) > 0 {
+			checked = append(checked, w)
+		} else {
+			writes = append(writes, w)
+		}
 	}
 	for _, ext := range c.companyIDs {
 		id := f.companies[store.IdentityKey{Kind: store.KeyCompany, Value: ext}]
@@ -787,7 +805,7 @@ func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.Us
 		}
 		up.OrganizationIDs = &ids
 	}
-	return writes
+	return checked, writes
 }
 
 func ptrTo[T any](v T) *T { return &v }

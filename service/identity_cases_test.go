@@ -194,6 +194,60 @@ func TestMetadataLimitWithTheWrite(t *testing.T) {
 	})
 }
 
+// TestCompanyMetadataLimitWithTheWrite: a company's metadata holds at most 50 keys after any
+// number of identifies, concurrent ones included, and a refused identify writes nothing.
+func TestCompanyMetadataLimitWithTheWrite(t *testing.T) {
+	e := newEnv(t)
+	keys := func(prefix string, n int) map[string]any {
+		m := map[string]any{}
+		for i := range n {
+			m[fmt.Sprintf("%s%d", prefix, i)] = i
+		}
+		return m
+	}
+	identify(t, e, "", service.IdentifyInput{UserID: str("co-a"), Company: &service.CompanyInput{ID: "co", Metadata: keys("a", 30)}})
+	_, err := identifyErr(e, "", service.IdentifyInput{UserID: str("co-b"), Company: &service.CompanyInput{ID: "co", Metadata: keys("b", 30)}})
+	requireFieldError(t, err, known.LimitExceeded, "input", "company", "metadata")
+	if userByExt(t, e, "co-b") != nil {
+		t.Fatal("the refused identify made its user")
+	}
+	const n = 12
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = identifyErr(e, "", service.IdentifyInput{UserID: str(fmt.Sprintf("co-c%d", i)),
+				Company: &service.CompanyInput{ID: "co2", Metadata: keys(fmt.Sprintf("c%d-", i), 10)}})
+		})
+	}
+	wg.Wait()
+	cs, _, err := e.svc.Companies(e.ctx, known.Page{First: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.ExternalID != "co2" {
+			continue
+		}
+		acked := 0
+		for i, err := range errs {
+			_, present := c.Metadata[fmt.Sprintf("c%d-0", i)]
+			switch {
+			case err == nil && present:
+				acked++
+			case known.ErrorCode(err) == known.LimitExceeded && !present:
+			default:
+				t.Errorf("identify %d: %v, its keys present %v", i, err, present)
+			}
+		}
+		if len(c.Metadata) != 50 || acked != 5 {
+			t.Fatalf("company metadata has %d keys from %d acknowledged identifies, want 50 from 5", len(c.Metadata), acked)
+		}
+		return
+	}
+	t.Fatal("no company co2")
+}
+
 // A verified user's email with another, unproven userId: VERIFICATION_REQUIRED (API.md §3).
 func TestVerifiedUsersEmailWithAnotherUserID(t *testing.T) {
 	e := newEnv(t)

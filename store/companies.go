@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,6 +44,7 @@ type companyDoc struct {
 	Stage      *string        `bson:"stage,omitempty"`
 	Metadata   map[string]any `bson:"metadata"`
 	Deal       *dealDoc       `bson:"deal,omitempty"`
+	Rev        int64          `bson:"rev"`
 	CreatedAt  time.Time      `bson:"createdAt"`
 	UpdatedAt  time.Time      `bson:"updatedAt"`
 }
@@ -64,9 +66,23 @@ func nonNilMap(m map[string]any) map[string]any {
 	return m
 }
 
-// upsertByID applies update to the document id of coll (made with the key's value as its
-// externalId when it does not exist yet) and decodes it into out.
+// upsertByID applies update to the document id of coll (made with ext as its externalId when
+// it does not exist yet) and decodes it into out.
 func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id, ext string, now time.Time, update bson.M, out any) error {
+	defer s.serial.lock(coll, id)()
+	err := s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
+	if mongo.IsDuplicateKeyError(err) {
+		// Two upserts of one new document both inserted; the loser now finds it.
+		err = s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
+	}
+	if err != nil {
+		return fmt.Errorf("store: writing %s: %w", coll.Name(), err)
+	}
+	return nil
+}
+
+// upsertByIDLocked is upsertByID's write, with the caller's filter and turn.
+func (s *Store) upsertByIDLocked(ctx context.Context, coll *mongo.Collection, p known.ProjectID, filter bson.M, ext string, now time.Time, update bson.M, out any) error {
 	setOnInsert := bson.M{"projectId": string(p), "externalId": ext, "createdAt": now}
 	set, _ := update["$set"].(bson.M)
 	if set == nil {
@@ -78,18 +94,59 @@ func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.
 		delete(set, f)
 	}
 	update["$setOnInsert"] = setOnInsert
-	unlock := s.serial.lock(coll, id)
-	defer unlock()
+	update["$inc"] = bson.M{"rev": 1}
 	opts := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
-	err := coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
-	if mongo.IsDuplicateKeyError(err) {
-		// Two upserts of one new document both inserted; the loser now finds it.
-		err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update, opts).Decode(out)
+	return coll.FindOneAndUpdate(ctx, filter, update, opts).Decode(out)
+}
+
+// TooManyKeysError says that a write would leave a document's metadata with Keys keys, more
+// than its limit: nothing was written.
+type TooManyKeysError struct{ Keys, Limit int }
+
+func (e *TooManyKeysError) Error() string {
+	return fmt.Sprintf("store: metadata would have %d keys; the limit is %d", e.Keys, e.Limit)
+}
+
+// upsertCompanyChecked is upsertByID for a write that adds metadata keys: the company is read
+// and written in one turn (serial), and only onto the revision read, so that the metadata holds
+// at most limit keys after any number of concurrent writes (*TooManyKeysError otherwise).
+func (s *Store) upsertCompanyChecked(ctx context.Context, p known.ProjectID, id, ext string, now time.Time, update bson.M, meta map[string]any, limit int, out *companyDoc) error {
+	for attempt := 0; ; attempt++ {
+		err := func() error {
+			defer s.serial.lock(s.companies, id)()
+			var cur companyDoc
+			filter := bson.M{"_id": id, "rev": bson.M{"$exists": false}} // absent: only an insert may land
+			switch err := s.companies.FindOne(ctx, bson.M{"_id": id}).Decode(&cur); {
+			case err == nil && cur.Rev == 0:
+				filter = bson.M{"_id": id, "rev": bson.M{"$in": bson.A{nil, int64(0)}}}
+			case err == nil:
+				filter = bson.M{"_id": id, "rev": cur.Rev}
+			case !isNoDocuments(err):
+				return err
+			}
+			n := len(cur.Metadata)
+			for k := range meta {
+				if _, ok := cur.Metadata[k]; !ok {
+					n++
+				}
+			}
+			if n > limit {
+				return &TooManyKeysError{Keys: n, Limit: limit}
+			}
+			return s.upsertByIDLocked(ctx, s.companies, p, filter, ext, now, update, out)
+		}()
+		if !mongo.IsDuplicateKeyError(err) || attempt >= 50 {
+			if err != nil {
+				var tm *TooManyKeysError
+				if errors.As(err, &tm) {
+					return err
+				}
+				return fmt.Errorf("store: writing companies: %w", err)
+			}
+			return nil
+		}
+		// Another write came in between (the filter missed, so the upsert tried to insert).
 	}
-	if err != nil {
-		return fmt.Errorf("store: writing %s: %w", coll.Name(), err)
-	}
-	return nil
 }
 
 // UpsertOrganization makes or updates project p's organization with the customer's id ext.
@@ -124,6 +181,9 @@ type CompanyUpdate struct {
 	Stage    *string
 	// StageIfEmpty sets Stage only when the company has no stage (IF_EMPTY).
 	StageIfEmpty bool
+	// MaxMetadataKeys, when positive, is how many keys the metadata may hold after the write:
+	// more is a *TooManyKeysError and writes nothing.
+	MaxMetadataKeys int
 	Deal         *known.Deal
 }
 
@@ -163,7 +223,13 @@ func (s *Store) UpdateCompany(ctx context.Context, p known.ProjectID, id known.C
 	if len(up.Metadata) == 0 {
 		update["$setOnInsert"] = bson.M{"metadata": bson.M{}}
 	}
-	if err := s.upsertByID(ctx, s.companies, p, string(id), ext, now, update, &d); err != nil {
+	var err error
+	if len(up.Metadata) > 0 && up.MaxMetadataKeys > 0 {
+		err = s.upsertCompanyChecked(ctx, p, string(id), ext, now, update, up.Metadata, up.MaxMetadataKeys, &d)
+	} else {
+		err = s.upsertByID(ctx, s.companies, p, string(id), ext, now, update, &d)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if up.Stage != nil && up.StageIfEmpty && d.Stage == nil {
