@@ -184,7 +184,7 @@ type CompanyUpdate struct {
 	// MaxMetadataKeys, when positive, is how many keys the metadata may hold after the write:
 	// more is a *TooManyKeysError and writes nothing.
 	MaxMetadataKeys int
-	Deal         *known.Deal
+	Deal            *known.Deal
 }
 
 // UpsertCompany makes or updates project p's company with the customer's id ext.
