@@ -247,9 +247,11 @@ type Conversation struct {
 	VisitorID VisitorID
 	Status    ConversationStatus
 	// Last is the newest message, nil before the first.
-	Last      *Message
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	Last *Message
+	// MessageCount is how many messages the conversation has; -1 when not known.
+	MessageCount int
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
 }
 
 // Author says who wrote a message.

@@ -28,8 +28,9 @@ import (
 
 // dashboardQuery is the inbox query.
 const dashboardQuery = `query($n: Int) {
-	conversations(first: $n) { nodes { id lastMessage { body } user { id externalProfile { status email }
-		companies(first: 10) { nodes { externalId } } organizations(first: 10) { nodes { externalId } } } } }
+	conversations(first: $n) { nodes { id lastMessage { body } messages(first: 1) { nodes { body } pageInfo { hasNextPage } }
+		user { id name externalProfile { status email firstName }
+		companies(first: 10) { nodes { externalId name } } organizations(first: 10) { nodes { externalId name } } } } }
 }`
 
 // dashboardPage is the inbox query's answer.
@@ -38,7 +39,11 @@ type dashboardPage struct {
 		Nodes []struct {
 			ID          string
 			LastMessage *struct{ Body string }
-			User        *struct {
+			Messages    struct {
+				Nodes    []struct{ Body string }
+				PageInfo struct{ HasNextPage bool }
+			}
+			User *struct {
 				ID              string
 				ExternalProfile *struct {
 					Status string
@@ -243,6 +248,9 @@ func readInbox(tb testing.TB, baseURL, key string, n int) dashboardPage {
 		u := c.User
 		if u == nil || c.LastMessage == nil {
 			tb.Fatalf("conversation %s: user %v lastMessage %v", c.ID, u, c.LastMessage)
+		}
+		if m := c.Messages; len(m.Nodes) != 1 || m.Nodes[0].Body != c.LastMessage.Body || m.PageInfo.HasNextPage {
+			tb.Fatalf("conversation %s: messages(first: 1) %+v, want [%q] and no next page", c.ID, m, c.LastMessage.Body)
 		}
 		ext := strings.TrimPrefix(c.LastMessage.Body, "hello from ")
 		users[u.ID] = true

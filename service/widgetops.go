@@ -239,7 +239,7 @@ func (s *Service) StartConversation(ctx context.Context, appID *string, body str
 	if err != nil {
 		return nil, err
 	}
-	c.Last = m
+	c.Last, c.MessageCount = m, 1
 	return c, nil
 }
 

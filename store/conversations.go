@@ -17,8 +17,11 @@ type conversationDoc struct {
 	VisitorID string      `bson:"visitorId"`
 	Status    string      `bson:"status"`
 	Last      *messageDoc `bson:"last,omitempty"`
-	CreatedAt time.Time   `bson:"createdAt"`
-	UpdatedAt time.Time   `bson:"updatedAt"`
+	// Messages counts the conversation's messages; nil on conversations of earlier versions
+	// until the start-up migration counts them.
+	Messages  *int      `bson:"messages,omitempty"`
+	CreatedAt time.Time `bson:"createdAt"`
+	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
 type messageDoc struct {
@@ -44,9 +47,10 @@ type eventDoc struct {
 
 // CreateConversation stores a new conversation.
 func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) error {
+	none := 0
 	_, err := s.conversations.InsertOne(ctx, conversationDoc{
 		ID: string(c.ID), ProjectID: string(c.ProjectID), UserID: (*string)(c.UserID),
-		VisitorID: string(c.VisitorID), Status: string(c.Status), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		VisitorID: string(c.VisitorID), Status: string(c.Status), Messages: &none, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	})
 	if err != nil {
 		return fmt.Errorf("store: creating conversation: %w", err)
@@ -54,8 +58,9 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	return nil
 }
 
-// AddMessage stores a new message of a conversation and makes it the conversation's last
-// message (unless a newer one got there first).
+// AddMessage stores a new message of a conversation, counts it, and makes it the
+// conversation's last message (unless a newer one got there first): one insert and, as a
+// rule, one update by _id.
 func (s *Store) AddMessage(ctx context.Context, m *known.Message) error {
 	d := messageDoc{
 		ID: string(m.ID), ProjectID: string(m.ProjectID), ConversationID: string(m.ConversationID),
@@ -65,10 +70,13 @@ func (s *Store) AddMessage(ctx context.Context, m *known.Message) error {
 		return fmt.Errorf("store: adding message: %w", err)
 	}
 	defer s.serial.lock(s.conversations, d.ConversationID)()
-	_, err := s.conversations.UpdateOne(ctx,
+	err := s.conversations.FindOneAndUpdate(ctx,
 		bson.M{"_id": d.ConversationID, "$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}},
-		bson.M{"$set": bson.M{"last": d, "updatedAt": m.CreatedAt}})
-	if err != nil {
+		bson.M{"$set": bson.M{"last": d, "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}).Err()
+	if isNoDocuments(err) { // a newer message is the last one already: only count this one
+		err = s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, bson.M{"$inc": bson.M{"messages": 1}}).Err()
+	}
+	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: updating last message: %w", err)
 	}
 	return nil
@@ -122,6 +130,10 @@ func (d *conversationDoc) conversation() *known.Conversation {
 		Status: known.ConversationStatus(d.Status), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
 	if d.Last != nil {
 		c.Last = d.Last.message()
+	}
+	c.MessageCount = -1
+	if d.Messages != nil {
+		c.MessageCount = *d.Messages
 	}
 	return c
 }

@@ -22,6 +22,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateAnonymousRecords(ctx); err != nil {
 		return fmt.Errorf("store: migrating visitor records: %w", err)
 	}
+	if err := s.migrateMessageCounts(ctx); err != nil {
+		return fmt.Errorf("store: counting messages: %w", err)
+	}
 	return nil
 }
 
@@ -122,6 +125,32 @@ func (s *Store) migrateAnonymousRecords(ctx context.Context) error {
 			return err
 		}
 		if err := s.ReleaseKeys(ctx, p, []IdentityKey{{KeyVisitor, string(v)}}, from); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateMessageCounts counts the messages of each conversation written before conversations
+// counted them, where the count is still missing. (A message that another instance adds while
+// this one counts starts the count itself and is not added to it: the count then says too
+// few, which only the first page's hasNextPage reads.)
+func (s *Store) migrateMessageCounts(ctx context.Context) error {
+	cur, err := s.conversations.Find(ctx, bson.M{"messages": bson.M{"$exists": false}})
+	if err != nil {
+		return err
+	}
+	var docs []conversationDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return err
+	}
+	for _, d := range docs {
+		n, err := s.messages.CountDocuments(ctx, bson.M{"conversationId": d.ID})
+		if err != nil {
+			return err
+		}
+		if _, err := s.conversations.UpdateOne(ctx, bson.M{"_id": d.ID, "messages": bson.M{"$exists": false}},
+			bson.M{"$set": bson.M{"messages": n}}); err != nil {
 			return err
 		}
 	}
