@@ -13,6 +13,7 @@ import (
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/session"
 	"github.com/knownhq/known/store"
+	"github.com/rs/zerolog"
 )
 
 // Options configures a Service.
@@ -32,6 +33,10 @@ type Options struct {
 	ProfileMaxAge time.Duration
 	// ProfileConcurrency bounds fetches at once per project (default 8).
 	ProfileConcurrency int
+	// Log receives what happens outside a request (background profile fetches) and what a
+	// request's error cannot carry (metadata keys dropped from a profile); the zero Logger
+	// writes nothing.
+	Log zerolog.Logger
 }
 
 // Limiter allows or refuses one more call for a key.
@@ -48,6 +53,7 @@ type Service struct {
 	limiter    Limiter
 	signer     *session.Signer
 	prof       *profiler
+	log        zerolog.Logger
 }
 
 // New returns a Service on st.
@@ -68,7 +74,7 @@ func New(st *store.Store, opts Options) *Service {
 		pf.perProject = 8
 	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret), prof: pf}
+		signer: session.NewSigner(opts.Secret), prof: pf, log: opts.Log}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
