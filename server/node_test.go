@@ -38,7 +38,9 @@ func TestNodeAnswersMessagesAndEvents(t *testing.T) {
 		... on Event { name properties } } }`
 
 	t.Run("OwnMessage", func(t *testing.T) {
-		var data struct{ Node *struct{ ID, Typename, Body, Author string } }
+		var data struct {
+			Node *struct{ ID, Typename, Body, Author string }
+		}
 		r := gql(t, k.URL, key, query, map[string]any{"id": own.message})
 		r.decode(t, &data)
 		if data.Node == nil || data.Node.ID != own.message || data.Node.Body != "hello" {
