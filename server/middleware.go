@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -32,6 +33,18 @@ type requestInfo struct {
 	operation string
 	project   known.ProjectID
 	errors    []string
+	cause     error // why the request failed with a 5xx status, for its log line
+}
+
+// fail records err as the cause of the request's 5xx answer: the request's log line, written
+// at level error for a 5xx status, carries it, so that each such answer is logged once with
+// its request id and its cause. The first cause wins.
+func (i *requestInfo) fail(err error) {
+	i.mu.Lock()
+	if i.cause == nil {
+		i.cause = err
+	}
+	i.mu.Unlock()
 }
 
 func (i *requestInfo) setOperation(op string) {
@@ -98,6 +111,9 @@ func logRequests(log zerolog.Logger, m *metrics, next http.Handler) http.Handler
 			ev = log.Error()
 		case graphql:
 			ev = log.Info()
+		}
+		if info.cause != nil {
+			ev = ev.AnErr("error", info.cause)
 		}
 		ev.Str("request_id", id).Str("method", r.Method).Str("path", r.URL.Path).
 			Str("operation", info.operation).Str("project", string(info.project)).
@@ -166,6 +182,9 @@ func authenticate(svc *service.Service, next http.Handler) http.Handler {
 		}
 		caller, err := svc.Authenticate(r.Context(), cred)
 		if err != nil {
+			if info := infoFrom(r.Context()); info != nil {
+				info.fail(fmt.Errorf("authenticating the request's credential: %w", err))
+			}
 			writeError(w, http.StatusServiceUnavailable, string(known.Internal), "the database is not reachable; try again")
 			return
 		}

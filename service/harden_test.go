@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -133,4 +134,41 @@ func jsonEqual(t *testing.T, a, b any) bool {
 		t.Fatal(err1, err2)
 	}
 	return bytes.Equal(ja, jb)
+}
+
+// TestBackgroundProfileRefreshErrorsAreLogged: a profile fetch that identify starts in the
+// background, which no request waits for, logs its error (here: the database went away while
+// the user API answered) as one error line naming the project and the user (issue 9, point 8).
+func TestBackgroundProfileRefreshErrorsAreLogged(t *testing.T) {
+	e, log := newLoggedProfileEnv(t)
+	release := make(chan struct{})
+	api := newUserAPIWith(t, func(a *userAPI, w http.ResponseWriter, r *http.Request) {
+		a.started <- "bg-1"
+		<-release
+		a.serve(w, r)
+	})
+	setEndpoint(t, e, service.EndpointInput{Enabled: true, URL: api.pathURL(), IDPlacement: "PATH"})
+	ss := claimed(t, e, "bg-1", service.IdentifyInput{})
+	select {
+	case <-api.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no background fetch reached the user API")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.store.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := e.svc.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	errs := log.lines(t, "error")
+	if len(errs) != 1 {
+		t.Fatalf("%d error lines, want 1: %v", len(errs), errs)
+	}
+	l := errs[0]
+	if l["project"] != string(e.project.Project.ID) || l["user"] != string(*ss.UserID) || l["error"] == nil {
+		t.Fatalf("the error line %v does not name the project, the user and the cause", l)
+	}
 }
