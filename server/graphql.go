@@ -58,6 +58,11 @@ func newGraphQL(log zerolog.Logger, svc *service.Service, m *metrics) (*handler.
 		}
 		return next(ctx)
 	})
+	// Each root field is an operation of its own: the widget rate limit counts them, so that
+	// 50 aliased mutations in one request cost 50 calls.
+	srv.AroundRootFields(func(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
+		return next(known.NewContextWithOperation(ctx))
+	})
 	srv.SetErrorPresenter(presentError(log, m))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
 		// The presenter logs it, once, as every internal error.
@@ -94,6 +99,9 @@ func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 			gerr.Extensions = map[string]any{"code": string(ke.Code)}
 			if len(ke.Field) > 0 {
 				gerr.Extensions["field"] = ke.Field
+			}
+			if info := infoFrom(ctx); info != nil && ke.Code == known.RateLimited {
+				info.rateLimited(ke.RetryAfter)
 			}
 		case gerr.Extensions["code"] != nil:
 			// Parser, validation and limit errors of the GraphQL library keep their codes.

@@ -50,13 +50,24 @@ func startInProcess(tb testing.TB, opts func(*service.Options)) *inProcess {
 	return &inProcess{URL: srv.URL, store: st, svc: svc, log: buf}
 }
 
-// counts returns how many documents of project p each collection holds.
+// counts returns how many documents of project p each collection holds (companies and
+// organizations up to 100).
 func (k *inProcess) counts(tb testing.TB, p string) map[string]int64 {
 	tb.Helper()
-	n, err := k.store.Counts(context.Background(), known.ProjectID(p))
+	ctx := context.Background()
+	n, err := k.store.Counts(ctx, known.ProjectID(p))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	cs, _, err := k.store.Companies(ctx, known.ProjectID(p), known.Page{First: 100})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	os, _, err := k.store.Organizations(ctx, known.ProjectID(p), known.Page{First: 100})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n["companies"], n["organizations"] = int64(len(cs)), int64(len(os))
 	return n
 }
 

@@ -17,7 +17,7 @@ import (
 // newServer returns Known's whole HTTP surface (API.md §2).
 func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics) http.Handler {
 	gql, schema := newGraphQL(log, svc, m)
-	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(authenticate(svc, dataloader.Middleware(svc, gql))))))
+	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(authenticate(svc, dataloader.Middleware(svc, answerRateLimits(gql)))))))
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)

@@ -24,7 +24,8 @@ type Options struct {
 	AdminToken string
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
-	// WidgetLimiter rate-limits widget calls by the key "<appId>|<client IP>"; nil is no limit.
+	// WidgetLimiter rate-limits widget calls by the key "<appId>|<client IP>", one call per
+	// operation (known.Operation) however many of its fields need the caller; nil is no limit.
 	WidgetLimiter Limiter
 	// Profiles fetches from customers' user APIs; nil means profile.New with its defaults
 	// (private networks refused).
@@ -41,7 +42,9 @@ type Options struct {
 
 // Limiter allows or refuses one more call for a key.
 type Limiter interface {
-	Allow(key string) bool
+	// Take takes one call from key's allowance and reports whether there was one; for a
+	// refused call, wait is how long until there is (the answer's Retry-After).
+	Take(key string) (ok bool, wait time.Duration)
 }
 
 // Service carries out Known's operations on a store.

@@ -147,10 +147,14 @@ func (v *validator) jsonObject(field []string, m map[string]any) map[string]any 
 	if err != nil {
 		var je *jsonError
 		if errors.As(err, &je) {
-			at := append(slices.Clone(field), je.at...)
 			where := name
 			if len(je.at) > 0 {
 				where = name + "." + strings.Join(je.at, ".")
+			}
+			at := field
+			if je.key {
+				// A bad key is named by the path of the object that holds it.
+				at = append(slices.Clone(field), je.at...)
 			}
 			v.add(at, known.Invalid, "%s: %s", where, je.msg)
 			return nil
@@ -162,10 +166,11 @@ func (v *validator) jsonObject(field []string, m map[string]any) map[string]any 
 }
 
 // jsonError is a problem inside a JSON value, at the path (keys and list indexes) of the
-// object or list that holds it.
+// object or list that holds it; key marks a bad key.
 type jsonError struct {
 	at  []string
 	msg string
+	key bool
 }
 
 func (e *jsonError) Error() string { return e.msg }
@@ -210,7 +215,8 @@ func normalizeJSON(x any, depth int, at []string) (any, error) {
 		sort.Strings(keys)
 		for _, k := range keys {
 			if p := keyProblem(k); p != "" {
-				return nil, fail("%s (keys are 1 to %d characters, without NUL or '.', and do not start with '$')", p, MaxString)
+				return nil, &jsonError{at: slices.Clone(at), key: true,
+					msg: fmt.Sprintf("%s (keys are 1 to %d characters, without NUL or '.', and do not start with '$')", p, MaxString)}
 			}
 		}
 		out := make(map[string]any, len(t))

@@ -103,8 +103,6 @@ func (s *Store) Counts(ctx context.Context, p known.ProjectID) (map[string]int64
 		{"conversations", bson.M{"projectId": string(p)}},
 		{"messages", bson.M{"projectId": string(p)}},
 		{"events", bson.M{"projectId": string(p)}},
-		{"companies", bson.M{"projectId": string(p)}},
-		{"organizations", bson.M{"projectId": string(p)}},
 	} {
 		n, err := s.db.Collection(c.name).CountDocuments(ctx, c.filter)
 		if err != nil {
