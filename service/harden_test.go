@@ -76,7 +76,7 @@ func TestProfileMetadataKeysKnownCannotStoreAreDropped(t *testing.T) {
 	e, log := newLoggedProfileEnv(t)
 	api := newUserAPI(t)
 	api.set("bad-keys", apiAnswer{status: 200, body: `{"first_name":"Ada","metadata":{"plan":"Pro","a.b":1,"$where":"x",
-		"nul\u0000key":2,"nested":{"ok":1,"x.y":2,"list":[{"$in":1,"fine":true}]}}}`})
+		"nul\u0000key":2,"trailing ":3,"nested":{"ok":1,"x.y":2,"list":[{"$in":1,"fine":true}]}}}`})
 	setEndpoint(t, e, service.EndpointInput{Enabled: true, URL: api.pathURL(), IDPlacement: "PATH"})
 	u := newExtUser(t, e, "bad-keys")
 
@@ -112,7 +112,7 @@ func TestProfileMetadataKeysKnownCannotStoreAreDropped(t *testing.T) {
 	if ep.LastStatus == nil || *ep.LastStatus != known.ProfileFound || ep.LastError == nil {
 		t.Fatalf("endpoint: %s; want lastStatus FOUND and a lastError", endpointText(ep))
 	}
-	for _, k := range []string{`"a.b"`, `"$where"`, `"nul\x00key"`, `"nested"."x.y"`, `"nested"."list"[0]."$in"`} {
+	for _, k := range []string{`"a.b"`, `"$where"`, `"nul\x00key"`, `"nested"."x.y"`, `"nested"."list"[0]."$in"`, `"trailing "`} {
 		if !strings.Contains(*ep.LastError, k) {
 			t.Errorf("lastError %q does not name %s", *ep.LastError, k)
 		}
@@ -121,8 +121,8 @@ func TestProfileMetadataKeysKnownCannotStoreAreDropped(t *testing.T) {
 	if len(warnings) != 1 {
 		t.Fatalf("%d warnings logged, want 1: %v", len(warnings), warnings)
 	}
-	if dropped, _ := warnings[0]["dropped_keys"].([]any); len(dropped) != 5 {
-		t.Fatalf("the warning names %v, want the 5 dropped keys", warnings[0]["dropped_keys"])
+	if dropped, _ := warnings[0]["dropped_keys"].([]any); len(dropped) != 6 {
+		t.Fatalf("the warning names %v, want the 6 dropped keys", warnings[0]["dropped_keys"])
 	}
 }
 

@@ -239,7 +239,7 @@ func (s *Service) applyProfile(ctx context.Context, p known.ProjectID, id known.
 const maxProfileDepth = 20
 
 // storableMetadata returns a copy of a fetched profile's metadata without the keys a database
-// cannot hold (keyProblem: NUL, '.', a leading '$', empty or too long), at any depth and inside
+// cannot hold (keyProblem: NUL, '.', a leading '$', white space around it, empty or too long), at any depth and inside
 // lists, and without values nested deeper than maxProfileDepth; dropped names what was left
 // out, sorted.
 func storableMetadata(m map[string]any) (clean map[string]any, dropped []string) {
@@ -288,7 +288,7 @@ func droppedKeysError(dropped []string) string {
 		list += fmt.Sprintf(" and %d more", len(dropped)-most)
 	}
 	return "the profile was stored without metadata keys Known cannot store (keys with NUL or '.', starting with '$', " +
-		"empty or over 255 characters, or nested too deep): " + list
+		"starting or ending with white space, empty or over 255 characters, or nested too deep): " + list
 }
 
 // drop leaves one field out of a claim made from a profile.

@@ -177,7 +177,8 @@ func (e *jsonError) Error() string { return e.msg }
 
 // keyProblem says why k cannot be a key of stored JSON, or "" when it can: MongoDB (and
 // FerretDB) refuse a NUL byte in a field name and read '.' as a path and a leading '$' as an
-// operator; a key must also be valid UTF-8 and 1 to MaxString characters long.
+// operator; FerretDB refuses an update path whose element starts or ends with white space;
+// a key must also be valid UTF-8 and 1 to MaxString characters long.
 func keyProblem(k string) string {
 	switch {
 	case k == "":
@@ -190,6 +191,8 @@ func keyProblem(k string) string {
 		return fmt.Sprintf("key %q starts with '$', which is not allowed", truncate(k))
 	case strings.Contains(k, "."):
 		return fmt.Sprintf("key %q contains '.', which is not allowed", truncate(k))
+	case strings.TrimSpace(k) != k:
+		return fmt.Sprintf("key %q starts or ends with white space, which is not allowed", truncate(k))
 	case utf8.RuneCountInString(k) > MaxString:
 		return fmt.Sprintf("key %q is %d characters long; the limit is %d", truncate(k), utf8.RuneCountInString(k), MaxString)
 	}
@@ -216,7 +219,7 @@ func normalizeJSON(x any, depth int, at []string) (any, error) {
 		for _, k := range keys {
 			if p := keyProblem(k); p != "" {
 				return nil, &jsonError{at: slices.Clone(at), key: true,
-					msg: fmt.Sprintf("%s (keys are 1 to %d characters, without NUL or '.', and do not start with '$')", p, MaxString)}
+					msg: fmt.Sprintf("%s (keys are 1 to %d characters, without NUL or '.', do not start with '$' and do not start or end with white space)", p, MaxString)}
 			}
 		}
 		out := make(map[string]any, len(t))
