@@ -3,6 +3,7 @@ package known
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 type callerKey struct{}
@@ -82,4 +83,25 @@ func NewContextWithClient(ctx context.Context, c Client) context.Context {
 func ClientFromContext(ctx context.Context) Client {
 	c, _ := ctx.Value(clientKey{}).(Client)
 	return c
+}
+
+// Operation is one operation of a request: a root field of its GraphQL document, such as one
+// of several aliased mutations. The widget rate limit counts operations, not HTTP requests.
+type Operation struct{ charged atomic.Bool }
+
+// FirstCharge reports whether the operation had not been counted against a rate limit yet,
+// and marks it counted: the fields inside one operation share its one charge.
+func (o *Operation) FirstCharge() bool { return o.charged.CompareAndSwap(false, true) }
+
+type operationKey struct{}
+
+// NewContextWithOperation returns a copy of ctx for a new operation of the request.
+func NewContextWithOperation(ctx context.Context) context.Context {
+	return context.WithValue(ctx, operationKey{}, &Operation{})
+}
+
+// OperationFromContext returns the operation ctx belongs to, or nil outside one.
+func OperationFromContext(ctx context.Context) *Operation {
+	o, _ := ctx.Value(operationKey{}).(*Operation)
+	return o
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Code classifies an error for programs; the message is for people. The set is small and
@@ -40,6 +41,8 @@ type Error struct {
 	Code    Code
 	Message string
 	Field   []string
+	// RetryAfter, for RateLimited, is how long until the call may succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

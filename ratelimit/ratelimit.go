@@ -53,8 +53,11 @@ type bucket struct {
 
 // New returns a Limiter of perSecond calls per second per key, with bursts of 2 × perSecond
 // (at least 1). perSecond 0 (or less, NaN or +Inf) means no limit: Allow is always true.
-func New(perSecond float64) *Limiter {
-	l := &Limiter{now: time.Now, maxKeys: defaultMaxKeys}
+func New(perSecond float64) *Limiter { return NewWithClock(perSecond, time.Now) }
+
+// NewWithClock is New on the clock now, which tests move by hand instead of sleeping.
+func NewWithClock(perSecond float64, now func() time.Time) *Limiter {
+	l := &Limiter{now: now, maxKeys: defaultMaxKeys}
 	if !(perSecond > 0) || math.IsInf(perSecond, 1) {
 		l.off = true
 		return l
@@ -77,8 +80,15 @@ func New(perSecond float64) *Limiter {
 // Allow takes one call from key's bucket and reports whether there was one to take. A refused
 // call takes nothing, so a caller that keeps trying is allowed again as the bucket refills.
 func (l *Limiter) Allow(key string) bool {
+	ok, _ := l.Take(key)
+	return ok
+}
+
+// Take is Allow that also says, for a refused call, how long until key's bucket holds a call
+// again (an HTTP answer's Retry-After). A refused call takes nothing.
+func (l *Limiter) Take(key string) (ok bool, wait time.Duration) {
 	if l.off {
-		return true
+		return true, 0
 	}
 	now := l.now()
 
@@ -99,7 +109,14 @@ func (l *Limiter) Allow(key string) bool {
 		l.buckets[key] = b
 	}
 	b.lastSeen = now
-	return b.lim.AllowN(now, 1)
+	if b.lim.AllowN(now, 1) {
+		return true, 0
+	}
+	// Under one token: the rest of it refills at the rate. (A Reservation cancelled at once
+	// would say the same, but gives back more than it took when calls' clocks interleave.)
+	missing := 1 - b.lim.TokensAt(now)
+	wait = time.Duration(math.Ceil(missing / float64(l.limit) * float64(time.Second)))
+	return false, max(wait, time.Nanosecond)
 }
 
 // sweep forgets the keys unseen for l.idle; their buckets are full, as a new one would be.

@@ -42,6 +42,10 @@ func (r *queryResolver) Node(ctx context.Context, id string) (known.Node, error)
 		return r.Service.Company(ctx, known.CompanyID(raw))
 	case known.KindConversation:
 		return r.Service.Conversation(ctx, known.ConversationID(raw))
+	case known.KindMessage:
+		return r.Service.Message(ctx, known.MessageID(raw))
+	case known.KindEvent:
+		return r.Service.Event(ctx, known.EventID(raw))
 	case known.KindProject:
 		p, err := r.Service.Project(ctx)
 		if err != nil {

@@ -58,17 +58,30 @@ func newGraphQL(log zerolog.Logger, svc *service.Service, m *metrics) (*handler.
 		}
 		return next(ctx)
 	})
+	// Each root field is an operation of its own: the widget rate limit counts them, so that
+	// 50 aliased mutations in one request cost 50 calls.
+	srv.AroundRootFields(func(ctx context.Context, next graphql.RootResolver) graphql.Marshaler {
+		return next(known.NewContextWithOperation(ctx))
+	})
 	srv.SetErrorPresenter(presentError(log, m))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
-		log.Error().Str("request_id", requestIDFrom(ctx)).Str("panic", fmt.Sprint(v)).
-			Bytes("stack", debug.Stack()).Msg("resolver panicked")
-		return errors.New("resolver panicked")
+		// The presenter logs it, once, as every internal error.
+		return &panicError{value: fmt.Sprint(v), stack: debug.Stack()}
 	})
 	return srv, es.Schema()
 }
 
-// presentError turns Known's error codes into extensions.code and anything unknown into
-// INTERNAL_SERVER_ERROR with no detail, logged with the request id.
+// panicError is a resolver's panic, with the stack where it happened.
+type panicError struct {
+	value string
+	stack []byte
+}
+
+func (p *panicError) Error() string { return "resolver panicked: " + p.value }
+
+// presentError turns Known's error codes into extensions.code and anything unknown, or
+// INTERNAL_SERVER_ERROR itself, into INTERNAL_SERVER_ERROR with no detail but the request id:
+// the one place such an error is logged, once, with that id and its cause.
 func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
@@ -77,12 +90,18 @@ func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 		if errors.As(err, &kes) && len(kes) > 0 {
 			ke = kes[0]
 		}
+		if ke == nil {
+			errors.As(err, &ke)
+		}
 		switch {
-		case ke != nil || errors.As(err, &ke):
+		case ke != nil && ke.Code != known.Internal:
 			gerr.Message = ke.Message
 			gerr.Extensions = map[string]any{"code": string(ke.Code)}
 			if len(ke.Field) > 0 {
 				gerr.Extensions["field"] = ke.Field
+			}
+			if info := infoFrom(ctx); info != nil && ke.Code == known.RateLimited {
+				info.rateLimited(ke.RetryAfter)
 			}
 		case gerr.Extensions["code"] != nil:
 			// Parser, validation and limit errors of the GraphQL library keep their codes.
@@ -90,7 +109,15 @@ func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 			gerr.Extensions = map[string]any{"code": "BAD_REQUEST"}
 		default:
 			id := requestIDFrom(ctx)
-			log.Error().Err(err).Str("request_id", id).Msg("internal error")
+			ev := log.Error().Err(err).Str("request_id", id)
+			var p *panicError
+			if errors.As(err, &p) {
+				ev = ev.Str("panic", p.value).Bytes("stack", p.stack)
+			}
+			if len(gerr.Path) > 0 {
+				ev = ev.Str("path", gerr.Path.String())
+			}
+			ev.Msg("internal error")
 			gerr.Message = "internal server error"
 			gerr.Extensions = map[string]any{"code": string(known.Internal), "requestId": id}
 		}

@@ -18,6 +18,10 @@ import (
 // together (while another is in flight) share one round trip, and a command that starts after
 // every earlier one ended begins the next.
 type commandLog struct {
+	// latency, when set, holds each logged command this long before it is sent: commands
+	// sent together then overlap however the goroutines that send them are scheduled, and the
+	// count of round trips does not depend on the machine's load.
+	latency time.Duration
 	on      atomic.Bool
 	mu      sync.Mutex
 	started map[int64]*loggedCommand
@@ -47,9 +51,10 @@ func (l *commandLog) monitor() *event.CommandMonitor {
 			}
 			c := &loggedCommand{name: e.CommandName + " " + collectionOf(e), start: time.Now()}
 			l.mu.Lock()
-			defer l.mu.Unlock()
 			l.started[e.RequestID] = c
 			l.all = append(l.all, c)
+			l.mu.Unlock()
+			time.Sleep(l.latency)
 		},
 		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { end(e.RequestID) },
 		Failed:    func(_ context.Context, e *event.CommandFailedEvent) { end(e.RequestID) },
@@ -134,6 +139,7 @@ const (
 // new user with a company, and a returning proven user with their session.
 func TestIdentifyRoundTrips(t *testing.T) {
 	s := newIdentifyScenario(t)
+	s.log.latency = 20 * time.Millisecond
 	s.newUserWithCompany(t, 0) // the companies exist from now on, as they mostly do
 	t.Run("NewUserWithCompany", func(t *testing.T) {
 		for i, fresh := range []bool{false, true} {

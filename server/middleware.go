@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +35,36 @@ type requestInfo struct {
 	operation string
 	project   known.ProjectID
 	errors    []string
+	cause     error // why the request failed with a 5xx status, for its log line
+	limited   bool
+	retry     time.Duration // the longest Retry-After of its rate-limited operations
+}
+
+// rateLimited records that an operation of the request was refused by a rate limit, which may
+// be retried after wait: the request is answered 429 with Retry-After.
+func (i *requestInfo) rateLimited(wait time.Duration) {
+	i.mu.Lock()
+	i.limited, i.retry = true, max(i.retry, wait)
+	i.mu.Unlock()
+}
+
+// retryAfter reports whether the request was rate-limited, and its Retry-After in whole
+// seconds (at least 1).
+func (i *requestInfo) retryAfter() (bool, int64) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.limited, max(1, int64(math.Ceil(i.retry.Seconds())))
+}
+
+// fail records err as the cause of the request's 5xx answer: the request's log line, written
+// at level error for a 5xx status, carries it, so that each such answer is logged once with
+// its request id and its cause. The first cause wins.
+func (i *requestInfo) fail(err error) {
+	i.mu.Lock()
+	if i.cause == nil {
+		i.cause = err
+	}
+	i.mu.Unlock()
 }
 
 func (i *requestInfo) setOperation(op string) {
@@ -99,6 +132,9 @@ func logRequests(log zerolog.Logger, m *metrics, next http.Handler) http.Handler
 		case graphql:
 			ev = log.Info()
 		}
+		if info.cause != nil {
+			ev = ev.AnErr("error", info.cause)
+		}
 		ev.Str("request_id", id).Str("method", r.Method).Str("path", r.URL.Path).
 			Str("operation", info.operation).Str("project", string(info.project)).
 			Int("status", rec.status).Dur("duration", elapsed).Strs("error_codes", info.errors).
@@ -125,6 +161,47 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// answerRateLimits answers 429 Too Many Requests, with Retry-After, to a request of which an
+// operation was rate-limited (API.md §11); the body is still GraphQL's, with RATE_LIMITED.
+// GraphQL answers a request as a whole once its operations have run, so the status can be
+// chosen when the answer starts.
+func answerRateLimits(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := infoFrom(r.Context())
+		if info == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&rateLimitWriter{ResponseWriter: w, info: info}, r)
+	})
+}
+
+type rateLimitWriter struct {
+	http.ResponseWriter
+	info  *requestInfo
+	wrote bool
+}
+
+func (w *rateLimitWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		if limited, secs := w.info.retryAfter(); limited && code == http.StatusOK {
+			w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			code = http.StatusTooManyRequests
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *rateLimitWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *rateLimitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // limitBody answers 413 to a request body over maxBody and 400 to a POST body that is not
 // JSON, before anything parses it.
@@ -166,6 +243,9 @@ func authenticate(svc *service.Service, next http.Handler) http.Handler {
 		}
 		caller, err := svc.Authenticate(r.Context(), cred)
 		if err != nil {
+			if info := infoFrom(r.Context()); info != nil {
+				info.fail(fmt.Errorf("authenticating the request's credential: %w", err))
+			}
 			writeError(w, http.StatusServiceUnavailable, string(known.Internal), "the database is not reachable; try again")
 			return
 		}

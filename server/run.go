@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
-	opts := service.Options{Secret: master, AdminToken: cfg.AdminToken}
+	opts := service.Options{Secret: master, AdminToken: cfg.AdminToken, Log: log}
 	if cfg.WidgetRateLimit > 0 {
 		// Off is a nil interface, which the service reads as no limit.
 		opts.WidgetLimiter = ratelimit.New(cfg.WidgetRateLimit)

@@ -37,6 +37,24 @@ func (s *Service) Conversation(ctx context.Context, id known.ConversationID) (*k
 	return s.store.Conversation(ctx, p, id)
 }
 
+// Message returns one of the project's messages (NOT_FOUND for another project's).
+func (s *Service) Message(ctx context.Context, id known.MessageID) (*known.Message, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Message(ctx, p, id)
+}
+
+// Event returns one of the project's tracked events (NOT_FOUND for another project's).
+func (s *Service) Event(ctx context.Context, id known.EventID) (*known.Event, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Event(ctx, p, id)
+}
+
 // ConversationFilter selects conversations in Conversations.
 type ConversationFilter struct {
 	UserID *known.UserID

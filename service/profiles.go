@@ -3,9 +3,11 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,6 +151,19 @@ func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *pro
 		}
 		now := s.clock()
 		pr := &known.Profile{UserID: u, ProjectID: p, Status: r.Status, CheckedAt: now}
+		if r.Status == known.ProfileFound {
+			// Keys the database cannot hold are left out, so that the rest is stored and
+			// the customer's API is not asked again on every read.
+			d := *r.Data
+			var dropped []string
+			d.Metadata, dropped = storableMetadata(d.Metadata)
+			r.Data = &d
+			if len(dropped) > 0 {
+				r.Error = droppedKeysError(dropped)
+				s.log.Warn().Str("project", string(p)).Str("user", string(u)).Strs("dropped_keys", dropped).
+					Msg("the user API's profile has metadata keys Known cannot store; they were left out")
+			}
+		}
 		switch r.Status {
 		case known.ProfileFound:
 			d := r.Data
@@ -242,6 +257,63 @@ func (s *Service) applyProfile(ctx context.Context, p known.ProjectID, id known.
 	return nil
 }
 
+// maxProfileDepth bounds how deep a profile's metadata may nest: MongoDB refuses documents
+// nested more than 100 levels, and no profile needs more than this.
+const maxProfileDepth = 20
+
+// storableMetadata returns a copy of a fetched profile's metadata without the keys a database
+// cannot hold (keyProblem: NUL, '.', a leading '$', white space around it, empty or too long), at any depth and inside
+// lists, and without values nested deeper than maxProfileDepth; dropped names what was left
+// out, sorted.
+func storableMetadata(m map[string]any) (clean map[string]any, dropped []string) {
+	if m == nil {
+		return nil, nil
+	}
+	var walk func(x any, depth int, at string) any
+	walk = func(x any, depth int, at string) any {
+		switch t := x.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(t))
+			for k, val := range t {
+				name := at + strconv.Quote(k)
+				if keyProblem(k) != "" || depth >= maxProfileDepth {
+					dropped = append(dropped, name)
+					continue
+				}
+				out[k] = walk(val, depth+1, name+".")
+			}
+			return out
+		case []any:
+			out := make([]any, 0, len(t))
+			for i, val := range t {
+				name := strings.TrimSuffix(at, ".") + "[" + strconv.Itoa(i) + "]"
+				if depth >= maxProfileDepth {
+					dropped = append(dropped, name)
+					continue
+				}
+				out = append(out, walk(val, depth+1, name+"."))
+			}
+			return out
+		}
+		return x
+	}
+	clean = walk(m, 0, "").(map[string]any)
+	sort.Strings(dropped)
+	return clean, dropped
+}
+
+// droppedKeysError is the endpoint's lastError after a profile lost metadata keys: it names
+// them (the first 10).
+func droppedKeysError(dropped []string) string {
+	const most = 10
+	list := strings.Join(dropped[:min(len(dropped), most)], ", ")
+	if len(dropped) > most {
+		list += fmt.Sprintf(" and %d more", len(dropped)-most)
+	}
+	return "the profile was stored without metadata keys Known cannot store (keys with NUL or '.', starting with '$', " +
+		"starting or ending with white space, empty or over 255 characters, or nested too deep): " + list
+}
+
 // refreshLater fetches a user's profile in the background when it is missing or stale, so
 // that the widget's response never waits for the customer's API.
 func (s *Service) refreshLater(p known.ProjectID, u known.UserID, ext string) {
@@ -250,15 +322,29 @@ func (s *Service) refreshLater(p known.ProjectID, u known.UserID, ext string) {
 		defer s.prof.background.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*profile.DefaultTimeout)
 		defer cancel()
+		// No request waits for this work, so its errors are logged here or nowhere.
+		fail := func(err error) {
+			s.log.Error().Err(err).Str("project", string(p)).Str("user", string(u)).Msg("background profile refresh failed")
+		}
 		ep, err := s.endpoint(ctx, p)
-		if err != nil || ep == nil {
+		if err != nil {
+			fail(err)
+			return
+		}
+		if ep == nil {
 			return
 		}
 		stored, err := s.store.ProfilesOf(ctx, p, []known.UserID{u})
-		if err != nil || !s.stale(stored[u], s.clock()) {
+		if err != nil {
+			fail(err)
 			return
 		}
-		_, _ = s.refreshProfile(ctx, p, ep, u, ext, stored[u])
+		if !s.stale(stored[u], s.clock()) {
+			return
+		}
+		if _, err := s.refreshProfile(ctx, p, ep, u, ext, stored[u]); err != nil {
+			fail(err)
+		}
 	}()
 }
 

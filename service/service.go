@@ -13,6 +13,7 @@ import (
 	"github.com/knownhq/known/secret"
 	"github.com/knownhq/known/session"
 	"github.com/knownhq/known/store"
+	"github.com/rs/zerolog"
 )
 
 // Options configures a Service.
@@ -23,7 +24,8 @@ type Options struct {
 	AdminToken string
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
 	Now func() time.Time
-	// WidgetLimiter rate-limits widget calls by the key "<appId>|<client IP>"; nil is no limit.
+	// WidgetLimiter rate-limits widget calls by the key "<appId>|<client IP>", one call per
+	// operation (known.Operation) however many of its fields need the caller; nil is no limit.
 	WidgetLimiter Limiter
 	// Profiles fetches from customers' user APIs; nil means profile.New with its defaults
 	// (private networks refused).
@@ -32,11 +34,17 @@ type Options struct {
 	ProfileMaxAge time.Duration
 	// ProfileConcurrency bounds fetches at once per project (default 8).
 	ProfileConcurrency int
+	// Log receives what happens outside a request (background profile fetches) and what a
+	// request's error cannot carry (metadata keys dropped from a profile); the zero Logger
+	// writes nothing.
+	Log zerolog.Logger
 }
 
 // Limiter allows or refuses one more call for a key.
 type Limiter interface {
-	Allow(key string) bool
+	// Take takes one call from key's allowance and reports whether there was one; for a
+	// refused call, wait is how long until there is (the answer's Retry-After).
+	Take(key string) (ok bool, wait time.Duration)
 }
 
 // Service carries out Known's operations on a store.
@@ -48,6 +56,7 @@ type Service struct {
 	limiter    Limiter
 	signer     *session.Signer
 	prof       *profiler
+	log        zerolog.Logger
 }
 
 // New returns a Service on st.
@@ -68,7 +77,7 @@ func New(st *store.Store, opts Options) *Service {
 		pf.perProject = 8
 	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret), prof: pf}
+		signer: session.NewSigner(opts.Secret), prof: pf, log: opts.Log}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/mail"
@@ -128,7 +129,9 @@ func (v *validator) phone(field []string, s *string) *string {
 }
 
 // jsonObject checks a JSON object against the limits of §7 and returns a copy fit for storage:
-// numbers as int64 or float64, keys usable as MongoDB field names.
+// numbers as int64 or float64, keys usable as MongoDB field names at every depth (see
+// keyProblem). It is the one check of every JSON input (metadata, attrs, properties), made
+// before anything is written; a bad key is INVALID on the path of the object that holds it.
 func (v *validator) jsonObject(field []string, m map[string]any) map[string]any {
 	if m == nil {
 		return nil
@@ -147,26 +150,88 @@ func (v *validator) jsonObject(field []string, m map[string]any) map[string]any 
 		v.add(field, known.LimitExceeded, "%s is %d bytes as JSON; the limit is %d", name, len(raw), MaxJSONBytes)
 		return nil
 	}
-	out, err := normalizeJSON(m, 1)
+	out, err := normalizeJSON(m, 1, nil)
 	if err != nil {
+		var je *jsonError
+		if errors.As(err, &je) {
+			where := name
+			if len(je.at) > 0 {
+				where = name + "." + strings.Join(je.at, ".")
+			}
+			at := field
+			if je.key {
+				// A bad key is named by the path of the object that holds it.
+				at = append(slices.Clone(field), je.at...)
+			}
+			v.add(at, known.Invalid, "%s: %s", where, je.msg)
+			return nil
+		}
 		v.add(field, known.Invalid, "%s: %v", name, err)
 		return nil
 	}
 	return out.(map[string]any)
 }
 
-func normalizeJSON(x any, depth int) (any, error) {
+// jsonError is a problem inside a JSON value, at the path (keys and list indexes) of the
+// object or list that holds it; key marks a bad key.
+type jsonError struct {
+	at  []string
+	msg string
+	key bool
+}
+
+func (e *jsonError) Error() string { return e.msg }
+
+// keyProblem says why k cannot be a key of stored JSON, or "" when it can: MongoDB (and
+// FerretDB) refuse a NUL byte in a field name and read '.' as a path and a leading '$' as an
+// operator; FerretDB refuses an update path whose element starts or ends with white space;
+// a key must also be valid UTF-8 and 1 to MaxString characters long.
+func keyProblem(k string) string {
+	switch {
+	case k == "":
+		return "an empty key is not allowed"
+	case strings.IndexByte(k, 0) >= 0:
+		return fmt.Sprintf("key %q contains a NUL character, which is not allowed", truncate(k))
+	case !utf8.ValidString(k):
+		return fmt.Sprintf("key %q is not valid UTF-8", truncate(k))
+	case strings.HasPrefix(k, "$"):
+		return fmt.Sprintf("key %q starts with '$', which is not allowed", truncate(k))
+	case strings.Contains(k, "."):
+		return fmt.Sprintf("key %q contains '.', which is not allowed", truncate(k))
+	case strings.TrimSpace(k) != k:
+		return fmt.Sprintf("key %q starts or ends with white space, which is not allowed", truncate(k))
+	case utf8.RuneCountInString(k) > MaxString:
+		return fmt.Sprintf("key %q is %d characters long; the limit is %d", truncate(k), utf8.RuneCountInString(k), MaxString)
+	}
+	return ""
+}
+
+// normalizeJSON checks x, found at path at, at nesting depth depth, and returns its storable
+// copy. Problems are *jsonError.
+func normalizeJSON(x any, depth int, at []string) (any, error) {
+	fail := func(format string, args ...any) error {
+		return &jsonError{at: slices.Clone(at), msg: fmt.Sprintf(format, args...)}
+	}
 	switch t := x.(type) {
 	case map[string]any:
 		if depth > MaxJSONDepth {
-			return nil, fmt.Errorf("nesting is deeper than %d levels", MaxJSONDepth)
+			return nil, fail("nesting is deeper than %d levels", MaxJSONDepth)
+		}
+		// Keys in order, so that of several bad keys the same one is named every time.
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if p := keyProblem(k); p != "" {
+				return nil, &jsonError{at: slices.Clone(at), key: true,
+					msg: fmt.Sprintf("%s (keys are 1 to %d characters, without NUL or '.', do not start with '$' and do not start or end with white space)", p, MaxString)}
+			}
 		}
 		out := make(map[string]any, len(t))
-		for k, val := range t {
-			if k == "" || strings.HasPrefix(k, "$") || strings.Contains(k, ".") || utf8.RuneCountInString(k) > MaxString {
-				return nil, fmt.Errorf("key %q is not allowed: keys are 1 to %d characters, without '.' and not starting with '$'", truncate(k), MaxString)
-			}
-			n, err := normalizeJSON(val, depth+1)
+		for _, k := range keys {
+			n, err := normalizeJSON(t[k], depth+1, append(at, k))
 			if err != nil {
 				return nil, err
 			}
@@ -175,11 +240,11 @@ func normalizeJSON(x any, depth int) (any, error) {
 		return out, nil
 	case []any:
 		if depth > MaxJSONDepth {
-			return nil, fmt.Errorf("nesting is deeper than %d levels", MaxJSONDepth)
+			return nil, fail("nesting is deeper than %d levels", MaxJSONDepth)
 		}
 		out := make([]any, len(t))
 		for i, val := range t {
-			n, err := normalizeJSON(val, depth+1)
+			n, err := normalizeJSON(val, depth+1, append(at, strconv.Itoa(i)))
 			if err != nil {
 				return nil, err
 			}
@@ -187,8 +252,11 @@ func normalizeJSON(x any, depth int) (any, error) {
 		}
 		return out, nil
 	case string:
+		if !utf8.ValidString(t) {
+			return nil, fail("a string value is not valid UTF-8")
+		}
 		if utf8.RuneCountInString(t) > MaxString {
-			return nil, fmt.Errorf("a string value is %d characters long; the limit is %d", utf8.RuneCountInString(t), MaxString)
+			return nil, fail("a string value is %d characters long; the limit is %d", utf8.RuneCountInString(t), MaxString)
 		}
 		return t, nil
 	case json.Number:
@@ -197,19 +265,24 @@ func normalizeJSON(x any, depth int) (any, error) {
 		}
 		f, err := t.Float64()
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			return nil, fmt.Errorf("%s is not a number Known can store", truncate(string(t)))
+			return nil, fail("%s is not a number Known can store", truncate(string(t)))
 		}
 		return f, nil
 	case int:
 		return int64(t), nil
-	case int64, float64, bool, nil:
+	case float64:
+		if math.IsInf(t, 0) || math.IsNaN(t) {
+			return nil, fail("%v is not a number Known can store", t)
+		}
+		return t, nil
+	case int64, bool, nil:
 		return t, nil
 	case int32:
 		return int64(t), nil
 	case float32:
 		return float64(t), nil
 	default:
-		return nil, fmt.Errorf("a value of type %T is not JSON", x)
+		return nil, fail("a value of type %T is not JSON", x)
 	}
 }
 

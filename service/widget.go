@@ -34,13 +34,16 @@ type widgetCall struct {
 // (RATE_LIMITED) and, when the project lists allowedOrigins, refused from other origins
 // (FORBIDDEN).
 func (s *Service) widget(ctx context.Context, appID *string, needSession bool) (*widgetCall, error) {
-	// One request is one widget call, however many of its fields need the caller: it is
-	// authenticated and counted against the rate limit once.
+	// A request is authenticated once, however many of its fields need the caller; each of
+	// its operations (aliased mutations) is counted against the rate limit.
 	client := known.ClientFromContext(ctx)
 	if client.Memo != nil {
 		if m, ok := client.Memo.Load(memoKey).(*widgetMemo); ok && (appID == nil || (m.err == nil && string(m.wc.project.ID) == *appID)) {
 			if m.err != nil {
 				return nil, m.err
+			}
+			if err := s.charge(ctx, client, string(m.wc.project.ID), false); err != nil {
+				return nil, err
 			}
 			if needSession && m.wc.session == nil {
 				return nil, errNoSession
@@ -103,8 +106,8 @@ func (s *Service) authenticateWidget(ctx context.Context, client known.Client, a
 	if project == "" {
 		return nil, errNoSession
 	}
-	if s.limiter != nil && !s.limiter.Allow(truncate(project)+"|"+client.IP) {
-		return nil, known.Errorf(known.RateLimited, "too many widget calls from this address; slow down")
+	if err := s.charge(ctx, client, project, true); err != nil {
+		return nil, err
 	}
 	// The project and the session are read at once: one round trip.
 	var auth *store.ProjectAuth

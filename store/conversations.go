@@ -159,6 +159,24 @@ func (s *Store) Conversation(ctx context.Context, p known.ProjectID, id known.Co
 	return d.conversation(), nil
 }
 
+// Message returns project p's message with this id, or NotFound.
+func (s *Store) Message(ctx context.Context, p known.ProjectID, id known.MessageID) (*known.Message, error) {
+	var d messageDoc
+	if err := s.findInProject(ctx, s.messages, p, string(id), &d, &d.ProjectID); err != nil {
+		return nil, err
+	}
+	return d.message(), nil
+}
+
+// Event returns project p's event with this id, or NotFound.
+func (s *Store) Event(ctx context.Context, p known.ProjectID, id known.EventID) (*known.Event, error) {
+	var d eventDoc
+	if err := s.findInProject(ctx, s.events, p, string(id), &d, &d.ProjectID); err != nil {
+		return nil, err
+	}
+	return d.event(), nil
+}
+
 // ConversationFilter selects conversations; every set condition must hold.
 type ConversationFilter struct {
 	UserID    *known.UserID

@@ -4,6 +4,7 @@
 package verify
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -13,6 +14,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -130,6 +132,37 @@ type Claims struct {
 	AvatarURL     *string         `json:"avatarUrl"`
 	Attrs         map[string]any  `json:"attrs"`
 	Organizations *[]Organization `json:"organizations"`
+}
+
+// UnmarshalJSON decodes a JWT's claims set, refusing an exp, nbf or iat that is not a JSON
+// number: RFC 7519 §2 makes them NumericDates, and the JWT library would take a string such as
+// "1800000000" as one. Numbers elsewhere (attrs, a numeric id) stay json.Number, as the
+// parser's WithJSONNumber asks.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var present map[string]json.RawMessage
+	if err := json.Unmarshal(b, &present); err != nil {
+		return err
+	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		// null is refused too: present but not a number.
+		if raw, ok := present[name]; ok && !isJSONNumber(raw) {
+			return fail("the JWT's %s is not a NumericDate: it must be a JSON number of seconds since 1970 (RFC 7519)", name)
+		}
+	}
+	type plain Claims // without this method
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d.Decode((*plain)(c))
+}
+
+// isJSONNumber reports whether raw is one JSON number (not a string, null or anything else).
+func isJSONNumber(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal(raw, &n) == nil
 }
 
 // Leeway is the clock skew allowed on exp, nbf and iat.

@@ -560,7 +560,7 @@ type UserDataEndpoint struct {
 	HeaderNames []string `json:"headerNames"`
 	// The outcome of the latest fetch; null before the first one.
 	LastStatus *ExternalProfileStatus `json:"lastStatus,omitempty"`
-	// What went wrong in the latest fetch, for people; null when it succeeded or none was made.
+	// What went wrong in the latest fetch, for people; for a `FOUND` profile, the metadata keys Known left out because no database can store them (keys with NUL or '.', starting with '$', or starting or ending with white space), the rest being stored. Null when the latest fetch succeeded in full, or none was made.
 	LastError *string `json:"lastError,omitempty"`
 	// When the latest fetch was made; null before the first one.
 	LastCheckedAt *time.Time `json:"lastCheckedAt,omitempty"`
