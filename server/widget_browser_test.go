@@ -31,7 +31,9 @@ import (
 var widgetScreenshot = flag.String("widget-screenshot", "", "write a PNG of the open chat panel to this file (docs/widget-panel.png)")
 
 func TestWidgetInBrowser(t *testing.T) {
-	k := startKnown(t)
+	env := testEnv(t)
+	env["KNOWN_DEMO"] = "true"
+	k := startRun(t, env)
 	site := newCustomerSite(t)
 	b := startBrowser(t)
 	w := &browserEnv{t: t, k: k, site: site, browser: b}
@@ -51,6 +53,7 @@ func TestWidgetInBrowser(t *testing.T) {
 	t.Run("UIFalseDrawsNothing", w.uiFalseDrawsNothing)
 	t.Run("NoRequestLeavesTheTwoOrigins", w.noRequestLeavesTheTwoOrigins)
 	t.Run("ScriptArrivesGzippedUnderBudget", w.scriptArrivesGzippedUnderBudget)
+	t.Run("DemoPageIdentifiesATestUser", w.demoPageIdentifiesATestUser)
 }
 
 // browserEnv is what the subtests share: one Known, one customer site, one browser.
@@ -601,6 +604,31 @@ func (w *browserEnv) scriptArrivesGzippedUnderBudget(t *testing.T) {
 		t.Errorf("widget.js arrived as %v bytes (encoded, decoded): want compressed and at most %d", size, widget.MaxGzipSize)
 	}
 	t.Logf("widget.js: %.0f bytes gzipped, %.0f bytes uncompressed", size["encoded"], size["decoded"])
+}
+
+func (w *browserEnv) demoPageIdentifiesATestUser(t *testing.T) {
+	app, key := createProject(t, w.k.URL, "Demo")
+	tb := newTab(t, w.browser, w.k.URL)
+	tb.navigate(t, w.k.URL+"/demo")
+	tb.waitFor(t, `window.Known && Known.widget.status().loaded && !!document.querySelector("known-widget")`)
+	if got := evalJS[string](t, tb, `Known === window.Known && window.knownSettings.appId`); got != app {
+		t.Fatalf("the demo page embeds the app %q, want the Demo project's %q", got, app)
+	}
+	if err := chromedp.Do(tb.ctx,
+		chromedp.SetValue(chromedp.ID("user_id"), "demo-7"),
+		chromedp.SetValue(chromedp.ID("email"), "demo7@example.com"),
+		chromedp.Click(chromedp.CSS(`#identify button[type=submit]`)),
+	); err != nil {
+		t.Fatalf("filling the demo form: %v", err)
+	}
+	tb.waitFor(t, `document.getElementById("session").textContent.includes('"anonymous": false')`)
+	if u := userByExternalID(t, w.k.URL, key, "demo-7"); deref(u.Email) != "demo7@example.com" || deref(u.Name) != "Jane Doe" {
+		t.Errorf("the demo form made %+v, want demo-7 with demo7@example.com and the name Jane Doe", u)
+	}
+	if err := chromedp.Do(tb.ctx, chromedp.Click(chromedp.ID("logout"))); err != nil {
+		t.Fatalf("clicking log out: %v", err)
+	}
+	tb.waitFor(t, `document.getElementById("session").textContent.includes("logged out")`)
 }
 
 /* ---------- the customer's site ---------- */
