@@ -357,18 +357,20 @@
     get session() {
       return session;
     },
+    // Like every method, these return Promises; open() and close() wait for the widget to load.
     widget: {
       load: () => load(),
-      open: () => ui && ui.open(),
-      close: () => ui && ui.close(),
-      remove: () => remove(),
+      open: () => gate.then(() => ui && ui.open()),
+      close: () => gate.then(() => ui && ui.close()),
+      remove: () => Promise.resolve(remove()),
       status: () => ({ loaded: state === "loaded" }),
     },
     KnownError,
     version: "1",
   };
 
-  // A visitor without a session has no conversations: reading them starts none.
+  // conversations reads the session's conversations, newest first, each with its messages
+  // oldest first. A visitor without a session has none: reading them starts no session.
   async function conversations() {
     if (!storage.get()) return [];
     const r = await request("conversations", {}, false);
