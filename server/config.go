@@ -23,6 +23,7 @@ type config struct {
 	WidgetRateLimit      float64
 	LogLevel             string
 	ShutdownTimeout      time.Duration
+	Demo                 bool // serve the demo page at /demo
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -34,6 +35,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	var c config
 	var maxAge, shutdown, allowPrivate, concurrency, rate string
+	var demo string
 	fs := flag.NewFlagSet("known", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("KNOWN_ADDR", "127.0.0.1:8080"), "listen address (KNOWN_ADDR)")
@@ -48,12 +50,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&rate, "widget-rate-limit", env("KNOWN_WIDGET_RATE_LIMIT", "10"), "widget calls per second per app id and client IP; 0 is off (KNOWN_WIDGET_RATE_LIMIT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KNOWN_LOG_LEVEL", "info"), "debug, info, warn or error (KNOWN_LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&demo, "demo", env("KNOWN_DEMO", "false"), "serve a page at /demo that embeds the widget for the Demo project (KNOWN_DEMO)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	var err error
 	if c.AllowPrivateNetworks, err = strconv.ParseBool(allowPrivate); err != nil {
 		return c, fmt.Errorf("KNOWN_ALLOW_PRIVATE_NETWORKS: %q is not true or false", allowPrivate)
+	}
+	if c.Demo, err = strconv.ParseBool(demo); err != nil {
+		return c, fmt.Errorf("KNOWN_DEMO: %q is not true or false", demo)
 	}
 	if c.ProfileMaxAge, err = time.ParseDuration(maxAge); err != nil || c.ProfileMaxAge < 0 {
 		return c, fmt.Errorf("KNOWN_PROFILE_MAX_AGE: %q is not a duration like 5m", maxAge)

@@ -10,12 +10,13 @@ import (
 	"github.com/knownhq/known/dataloader"
 	"github.com/knownhq/known/service"
 	"github.com/knownhq/known/store"
+	"github.com/knownhq/known/widget"
 	"github.com/rs/zerolog"
 	"github.com/vektah/gqlparser/v2/formatter"
 )
 
 // newServer returns Known's whole HTTP surface (API.md §2).
-func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics) http.Handler {
+func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics, opts ...serverOption) http.Handler {
 	gql, schema := newGraphQL(log, svc, m)
 	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(authenticate(svc, dataloader.Middleware(svc, answerRateLimits(gql)))))))
 
@@ -47,5 +48,9 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", m.handler())
+	mux.Handle("GET /widget.js", widget.Script()) // the browser SDK, API.md §8
+	for _, o := range opts {
+		o(mux, svc)
+	}
 	return logRequests(log, m, mux)
 }
