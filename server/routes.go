@@ -43,5 +43,6 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", m.handler())
+	handleREST(mux, log, svc, m)
 	return logRequests(log, m, mux)
 }
