@@ -37,7 +37,7 @@ func decode(r *http.Request, v any) error {
 
 // kindOf names the JSON a Go type of a request field holds.
 func kindOf(t reflect.Type) string {
-	if t == reflect.TypeFor[ID]() {
+	if t == reflect.TypeFor[customerID]() {
 		return "a string or an integer"
 	}
 	switch t.Kind() {
@@ -57,20 +57,20 @@ func kindOf(t reflect.Type) string {
 	return t.String()
 }
 
-// ID is one of the customer's ids: a JSON string, or an integer, which is kept as its decimal
-// string (GraphQL's ID: 123 and "123" are one user).
-type ID string
+// customerID is one of the customer's ids: a JSON string, or an integer, which is kept as its
+// decimal string (GraphQL's ID: 123 and "123" are one user).
+type customerID string
 
 var integer = regexp.MustCompile(`^-?[0-9]+$`)
 
 // UnmarshalJSON accepts a string or an integer.
-func (id *ID) UnmarshalJSON(b []byte) error {
+func (id *customerID) UnmarshalJSON(b []byte) error {
 	s := string(b)
 	switch {
 	case strings.HasPrefix(s, `"`):
 		return json.Unmarshal(b, (*string)(id))
 	case integer.MatchString(s):
-		*id = ID(s)
+		*id = customerID(s)
 		return nil
 	}
 	value := "a number"
@@ -82,11 +82,11 @@ func (id *ID) UnmarshalJSON(b []byte) error {
 	case strings.HasPrefix(s, "["):
 		value = "an array"
 	}
-	return &json.UnmarshalTypeError{Value: value, Type: reflect.TypeFor[ID]()}
+	return &json.UnmarshalTypeError{Value: value, Type: reflect.TypeFor[customerID]()}
 }
 
 // str returns the id as the service takes it (nil when not given).
-func (id *ID) str() *string { return (*string)(id) }
+func (id *customerID) str() *string { return (*string)(id) }
 
 // required is BAD_USER_INPUT unless a required field was given (GraphQL's non-null).
 func required(field string, given bool) error {

@@ -40,7 +40,7 @@ func (a *API) createUser(r *http.Request) (answer, error) {
 		LastName    *string        `json:"lastName"`
 		Context     *string        `json:"context"`
 		Source      *string        `json:"source"`
-		FkID        *ID            `json:"fkId"`
+		FkID        *customerID    `json:"fkId"`
 		FkUserID    *string        `json:"fkUserId"`
 		Metadata    map[string]any `json:"metadata"`
 	}

@@ -18,7 +18,7 @@ import (
 type identifyRequest struct {
 	AppID               *string         `json:"app_id"`
 	VisitorID           *string         `json:"visitor_id"`
-	UserID              *ID             `json:"user_id"`
+	UserID              *customerID     `json:"user_id"`
 	Email               *string         `json:"email"`
 	Name                *string         `json:"name"`
 	FirstName           *string         `json:"first_name"`

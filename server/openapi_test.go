@@ -17,6 +17,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/knownhq/known/rest"
 	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
 )
@@ -26,6 +27,7 @@ import (
 type restServer struct {
 	URL     string
 	Log     *syncBuffer
+	store   *store.Store
 	limiter *switchLimiter
 	client  *restClient
 }
@@ -46,7 +48,7 @@ func startREST(tb testing.TB) *restServer {
 		srv.Close()
 		_ = svc.Wait(context.Background())
 	})
-	return &restServer{URL: srv.URL, Log: logs, limiter: lim, client: newRESTClient(tb, srv.URL)}
+	return &restServer{URL: srv.URL, Log: logs, store: st, limiter: lim, client: newRESTClient(tb, srv.URL)}
 }
 
 // restClient sends requests to the REST routes and checks them against the OpenAPI document
