@@ -11,19 +11,24 @@ import (
 // Seed 001's /external/users, with the project's secret key in Agent-Secret-Key. fkId is
 // Known's externalId; a user's id is the global id GraphQL uses.
 
-// userAnswer is a user in seed 001's naming. ConversationIDs is set by search only.
+// userAnswer is a user in seed 001's naming.
 type userAnswer struct {
-	ID              string         `json:"id"`
-	FirstName       *string        `json:"firstName"`
-	LastName        *string        `json:"lastName"`
-	Context         *string        `json:"context"`
-	Source          *string        `json:"source"`
-	FkID            *string        `json:"fkId"`
-	FkUserID        *string        `json:"fkUserId"`
-	Email           *string        `json:"email"`
-	PhoneNumber     *string        `json:"phoneNumber"`
-	Metadata        map[string]any `json:"metadata"`
-	ConversationIDs []string       `json:"conversationIds,omitempty"`
+	ID          string         `json:"id"`
+	FirstName   *string        `json:"firstName"`
+	LastName    *string        `json:"lastName"`
+	Context     *string        `json:"context"`
+	Source      *string        `json:"source"`
+	FkID        *string        `json:"fkId"`
+	FkUserID    *string        `json:"fkUserId"`
+	Email       *string        `json:"email"`
+	PhoneNumber *string        `json:"phoneNumber"`
+	Metadata    map[string]any `json:"metadata"`
+}
+
+// foundUser is search's answer: the user with its conversation ids.
+type foundUser struct {
+	*userAnswer
+	ConversationIDs []string `json:"conversationIds"`
 }
 
 func user(u *known.User) *userAnswer {
@@ -89,9 +94,7 @@ func (a *API) searchUsers(r *http.Request) (answer, error) {
 	case 0:
 		return answer{}, known.Errorf(known.NotFound, "no user matches")
 	case 1:
-		u := user(matches[0].User)
-		u.ConversationIDs = known.GlobalIDs(known.KindConversation, matches[0].ConversationIDs)
-		return ok(u)
+		return ok(foundUser{user(matches[0].User), known.GlobalIDs(known.KindConversation, matches[0].ConversationIDs)})
 	}
 	ids := make([]string, len(matches))
 	for i, m := range matches {

@@ -234,6 +234,10 @@ func TestREST(t *testing.T) {
 	}
 
 	t.Run("Seed001SearchAnswersTheUserWithItsConversationIDs", func(t *testing.T) {
+		res := c.do(t, restCall{method: http.MethodGet, path: "/external/users/search?fkId=123456", header: secretKeyHeader(key)})
+		if res.Status != http.StatusOK || !strings.Contains(string(res.Body), `"conversationIds":[]`) {
+			t.Fatalf("search before any conversation = %d %s; want conversationIds []", res.Status, res.Body)
+		}
 		// The user talks to support from the widget, claiming its fkId.
 		var s restSession
 		widgetPost(t, c, "/api/widget/identify", "", map[string]any{"app_id": appID, "user_id": 123456}, &s)
