@@ -134,8 +134,9 @@ func Status(code known.Code) int {
 // badRequest is the code of a body that is not JSON, as /graphql answers it.
 const badRequest known.Code = "BAD_REQUEST"
 
-// retryAfter is the Retry-After of a rate-limited call, in seconds: the widget limit refills
-// a call's token within a second at any configured rate of at least 1 per second.
+// retryAfter is the Retry-After of a rate-limited call, in seconds. The limiter does not say
+// when a call would pass; at the default rate (10 per second) a refused caller may call again
+// well within a second.
 const retryAfter = "1"
 
 // fail answers err: Known's error code, its HTTP status and the field at fault. Anything that
