@@ -112,7 +112,7 @@ type ErrorDetail struct {
 // Status returns the HTTP status of an error code (API.md §10).
 func Status(code known.Code) int {
 	switch code {
-	case known.BadUserInput, known.Invalid, known.LimitExceeded, badRequest:
+	case known.BadUserInput, known.Invalid, known.LimitExceeded:
 		return http.StatusBadRequest
 	case known.Unauthenticated:
 		return http.StatusUnauthorized
@@ -130,9 +130,6 @@ func Status(code known.Code) int {
 	}
 	return http.StatusInternalServerError
 }
-
-// badRequest is the code of a body that is not JSON, as /graphql answers it.
-const badRequest known.Code = "BAD_REQUEST"
 
 // retryAfter is the Retry-After of a rate-limited call, in seconds. The limiter does not say
 // when a call would pass; at the default rate (10 per second) a refused caller may call again

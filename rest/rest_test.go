@@ -16,7 +16,7 @@ import (
 // TestStatusOfEveryCode: each error code answers the status of API.md §10.
 func TestStatusOfEveryCode(t *testing.T) {
 	for code, want := range map[known.Code]int{
-		known.BadUserInput: 400, known.Invalid: 400, known.LimitExceeded: 400, badRequest: 400,
+		known.BadUserInput: 400, known.Invalid: 400, known.LimitExceeded: 400,
 		known.Unauthenticated: 401, known.Forbidden: 403, known.NotFound: 404,
 		known.AlreadyExists: 409, known.IdentityConflict: 409,
 		known.VerificationFailed: 422, known.VerificationRequired: 422, known.CompanyRequired: 422,
