@@ -31,8 +31,14 @@ func handleREST(mux *http.ServeMux, log zerolog.Logger, svc *service.Service, m 
 		h := withClient(limitBodyWith(rest.WriteError, authenticateWith(rest.WriteError, svc, rt.Handler)))
 		if rt.Widget {
 			h = allowCrossOrigin(h)
-			_, path, _ := strings.Cut(rt.Pattern, " ")
-			mux.Handle("OPTIONS "+path, named("OPTIONS "+path, h)) // CORS preflight
+			// CORS preflights are answered by allowCrossOrigin; any other OPTIONS request
+			// learns the methods, and never reaches the route.
+			method, path, _ := strings.Cut(rt.Pattern, " ")
+			options := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Allow", method+", OPTIONS")
+				w.WriteHeader(http.StatusNoContent)
+			})
+			mux.Handle("OPTIONS "+path, named("OPTIONS "+path, allowCrossOrigin(options)))
 		}
 		mux.Handle(rt.Pattern, named(rt.Pattern, h))
 	}

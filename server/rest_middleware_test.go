@@ -32,6 +32,15 @@ func TestRESTMiddleware(t *testing.T) {
 		if res.StatusCode != http.StatusNoContent || res.Header.Get("Access-Control-Allow-Origin") != origin {
 			t.Fatalf("preflight = %d, Access-Control-Allow-Origin %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
 		}
+		plain, _ := http.NewRequest(http.MethodOptions, k.URL+"/api/widget/identify", nil)
+		res, err = httpClient.Do(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNoContent || res.Header.Get("Allow") != "POST, OPTIONS" {
+			t.Errorf("OPTIONS without a preflight = %d, Allow %q; want 204 and POST, OPTIONS", res.StatusCode, res.Header.Get("Allow"))
+		}
 		post := c.do(t, restCall{method: http.MethodPost, path: "/api/widget/identify",
 			header: map[string]string{"Origin": origin}, body: map[string]any{"app_id": appID}})
 		if post.Status != http.StatusOK || post.Header.Get("Access-Control-Allow-Origin") != origin {
