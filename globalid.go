@@ -41,3 +41,35 @@ func ParseGlobalID(s string) (Kind, string, bool) {
 	}
 	return "", "", false
 }
+
+// GlobalIDs returns the global ids of objects of kind k.
+func GlobalIDs[T ~string](k Kind, ids []T) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = GlobalID(k, string(id))
+	}
+	return out
+}
+
+// ParseID returns the raw id inside a global id of kind k. A string that is no global id, or
+// the id of another kind of object, is BAD_USER_INPUT naming field.
+func ParseID(field []string, k Kind, id string) (string, error) {
+	kind, raw, ok := ParseGlobalID(id)
+	if !ok {
+		return "", &Error{Code: BadUserInput, Message: "not a Known id", Field: field}
+	}
+	if kind != k {
+		return "", &Error{Code: BadUserInput, Message: "the id of a " + string(kind) + ", not of a " + string(k), Field: field}
+	}
+	return raw, nil
+}
+
+// PublicUserID returns the global id of the user the session is identified as, or nil while
+// it is anonymous: what every API answers as the session's user id.
+func (s *Session) PublicUserID() *string {
+	if s.Anonymous() || s.UserID == nil {
+		return nil
+	}
+	id := GlobalID(KindUser, string(*s.UserID))
+	return &id
+}

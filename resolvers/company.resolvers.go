@@ -101,7 +101,7 @@ func (r *eventResolver) Company(ctx context.Context, obj *known.Event) (*known.C
 
 // Company is the resolver for the company field.
 func (r *queryResolver) Company(ctx context.Context, id string) (*known.Company, error) {
-	raw, err := parseID([]string{"id"}, known.KindCompany, id)
+	raw, err := known.ParseID([]string{"id"}, known.KindCompany, id)
 	if err != nil {
 		return nil, err
 	}

@@ -62,7 +62,7 @@ func (r *mutationResolver) ReplyToConversation(ctx context.Context, input model.
 
 // Conversation is the resolver for the conversation field.
 func (r *queryResolver) Conversation(ctx context.Context, id string) (*known.Conversation, error) {
-	raw, err := parseID([]string{"id"}, known.KindConversation, id)
+	raw, err := known.ParseID([]string{"id"}, known.KindConversation, id)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 	if filter != nil {
 		f.Status = filter.Status
 		if filter.UserID != nil {
-			raw, err := parseID([]string{"filter", "userId"}, known.KindUser, *filter.UserID)
+			raw, err := known.ParseID([]string{"filter", "userId"}, known.KindUser, *filter.UserID)
 			if err != nil {
 				return nil, err
 			}

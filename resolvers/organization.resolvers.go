@@ -29,7 +29,7 @@ func (r *organizationResolver) Users(ctx context.Context, obj *known.Organizatio
 
 // Organization is the resolver for the organization field.
 func (r *queryResolver) Organization(ctx context.Context, id string) (*known.Organization, error) {
-	raw, err := parseID([]string{"id"}, known.KindOrganization, id)
+	raw, err := known.ParseID([]string{"id"}, known.KindOrganization, id)
 	if err != nil {
 		return nil, err
 	}

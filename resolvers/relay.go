@@ -69,22 +69,9 @@ func userErrors(err error) ([]*model.UserError, error) {
 	return out, nil
 }
 
-// parseID returns the raw id inside a global id of kind k. A string that is no global id, or
-// the id of another kind of object, is BAD_USER_INPUT naming field.
-func parseID(field []string, k known.Kind, id string) (string, error) {
-	kind, raw, ok := known.ParseGlobalID(id)
-	if !ok {
-		return "", &known.Error{Code: known.BadUserInput, Message: "not a Known id", Field: field}
-	}
-	if kind != k {
-		return "", &known.Error{Code: known.BadUserInput, Message: "the id of a " + string(kind) + ", not of a " + string(k), Field: field}
-	}
-	return raw, nil
-}
-
-// inputID is parseID for a mutation's input, where a bad id is a user error (INVALID).
+// inputID is known.ParseID for a mutation's input, where a bad id is a user error (INVALID).
 func inputID(field []string, k known.Kind, id string) (string, error) {
-	raw, err := parseID(field, k, id)
+	raw, err := known.ParseID(field, k, id)
 	if e, ok := err.(*known.Error); ok {
 		e.Code = known.Invalid
 	}
@@ -92,14 +79,6 @@ func inputID(field []string, k known.Kind, id string) (string, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func conversationIDs(ids []known.ConversationID) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = known.GlobalID(known.KindConversation, string(id))
-	}
-	return out
-}
 
 // result splits a service call's outcome for a mutation payload: the value (zero when the
 // input was rejected), the user errors, and an error that fails the whole operation.

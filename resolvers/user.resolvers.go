@@ -54,7 +54,7 @@ func (r *mutationResolver) DeleteUser(ctx context.Context, input model.DeleteUse
 
 // User is the resolver for the user field.
 func (r *queryResolver) User(ctx context.Context, id string) (*known.User, error) {
-	raw, err := parseID([]string{"id"}, known.KindUser, id)
+	raw, err := known.ParseID([]string{"id"}, known.KindUser, id)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (r *queryResolver) SearchUsers(ctx context.Context, email *string, phoneNum
 	}
 	out := make([]*model.UserSearchResult, len(matches))
 	for i, m := range matches {
-		out[i] = &model.UserSearchResult{User: m.User, ConversationIds: conversationIDs(m.ConversationIDs)}
+		out[i] = &model.UserSearchResult{User: m.User, ConversationIds: known.GlobalIDs(known.KindConversation, m.ConversationIDs)}
 	}
 	return out, nil
 }
@@ -163,7 +163,7 @@ func (r *userResolver) ConversationIds(ctx context.Context, obj *known.User) ([]
 	if err != nil {
 		return nil, err
 	}
-	return conversationIDs(ids), nil
+	return known.GlobalIDs(known.KindConversation, ids), nil
 }
 
 // Events is the resolver for the events field.

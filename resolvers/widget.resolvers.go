@@ -131,10 +131,7 @@ func (r *widgetSessionResolver) VisitorID(ctx context.Context, obj *known.Sessio
 
 // UserID is the resolver for the userId field.
 func (r *widgetSessionResolver) UserID(ctx context.Context, obj *known.Session) (*string, error) {
-	if obj.Anonymous() || obj.UserID == nil {
-		return nil, nil
-	}
-	return ptr(known.GlobalID(known.KindUser, string(*obj.UserID))), nil
+	return obj.PublicUserID(), nil
 }
 
 // Conversations is the resolver for the conversations field.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -27,6 +28,9 @@ type metrics struct {
 	commands     *prometheus.CounterVec
 	commandTimes *prometheus.HistogramVec
 	fetches      *prometheus.HistogramVec
+	routes       *prometheus.CounterVec
+	routeTimes   *prometheus.HistogramVec
+	routeErrors  *prometheus.CounterVec
 
 	mu  sync.Mutex
 	ops map[string]bool
@@ -56,9 +60,20 @@ func newMetrics() *metrics {
 			Name: "known_profile_fetch_duration_seconds", Help: "Fetches from customers' user APIs, by outcome (a histogram: _count is the number of fetches).",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"status"}),
+		routes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "known_rest_requests_total", Help: "Requests to the REST routes, by route and HTTP status.",
+		}, []string{"route", "status"}),
+		routeTimes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "known_rest_request_duration_seconds", Help: "REST route latency by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		routeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "known_rest_errors_total", Help: "Errors the REST routes answered, by error code.",
+		}, []string{"code"}),
 		ops: map[string]bool{},
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.errors, m.commands, m.commandTimes, m.fetches,
+		m.routes, m.routeTimes, m.routeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,6 +108,13 @@ func (m *metrics) observeRequest(operation string, d time.Duration) {
 	op := m.operationLabel(operation)
 	m.requests.WithLabelValues(op).Inc()
 	m.latency.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// observeRoute records one request to a REST route. Routes are Known's own patterns, a
+// bounded set, so they label the series as they are.
+func (m *metrics) observeRoute(route string, status int, d time.Duration) {
+	m.routes.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.routeTimes.WithLabelValues(route).Observe(d.Seconds())
 }
 
 // commandMonitor counts and times every MongoDB command the store sends.

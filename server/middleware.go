@@ -33,6 +33,7 @@ type requestInfo struct {
 
 	mu        sync.Mutex
 	operation string
+	route     bool // operation is a REST route
 	project   known.ProjectID
 	errors    []string
 	cause     error // why the request failed with a 5xx status, for its log line
@@ -70,6 +71,13 @@ func (i *requestInfo) fail(err error) {
 func (i *requestInfo) setOperation(op string) {
 	i.mu.Lock()
 	i.operation = op
+	i.mu.Unlock()
+}
+
+// setRoute names the REST route that serves the request as its operation.
+func (i *requestInfo) setRoute(pattern string) {
+	i.mu.Lock()
+	i.operation, i.route = pattern, true
 	i.mu.Unlock()
 }
 
@@ -122,14 +130,17 @@ func logRequests(log zerolog.Logger, m *metrics, next http.Handler) http.Handler
 		info.mu.Lock()
 		defer info.mu.Unlock()
 		graphql := r.URL.Path == "/graphql"
-		if graphql {
+		switch {
+		case graphql:
 			m.observeRequest(info.operation, elapsed)
+		case info.route:
+			m.observeRoute(info.operation, rec.status, elapsed)
 		}
 		ev := log.Debug()
 		switch {
 		case rec.status >= 500:
 			ev = log.Error()
-		case graphql:
+		case graphql || info.route:
 			ev = log.Info()
 		}
 		if info.cause != nil {
@@ -203,25 +214,32 @@ func (w *rateLimitWriter) Write(b []byte) (int, error) {
 
 func (w *rateLimitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// failFunc answers a request that middleware refuses before its handler runs, in the
+// endpoint's own error format: writeError for /graphql, rest.WriteError for the REST routes.
+type failFunc func(w http.ResponseWriter, status int, code, msg string)
+
 // limitBody answers 413 to a request body over maxBody and 400 to a POST body that is not
 // JSON, before anything parses it.
-func limitBody(next http.Handler) http.Handler {
+func limitBody(next http.Handler) http.Handler { return limitBodyWith(writeError, next) }
+
+// limitBodyWith is limitBody answering refusals with fail.
+func limitBodyWith(fail failFunc, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBody {
-			writeError(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB")
+			fail(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB")
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, string(known.BadUserInput), "the request body could not be read")
+			fail(w, http.StatusBadRequest, string(known.BadUserInput), "the request body could not be read")
 			return
 		}
 		if len(body) > maxBody {
-			writeError(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB")
+			fail(w, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "the request body is larger than 1 MiB")
 			return
 		}
 		if r.Method == http.MethodPost && !json.Valid(body) {
-			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "the request body is not valid JSON")
+			fail(w, http.StatusBadRequest, "BAD_REQUEST", "the request body is not valid JSON")
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -233,6 +251,11 @@ func limitBody(next http.Handler) http.Handler {
 // caller into the request's context. A bad credential is not refused here: operations that
 // need one refuse it, and public (widget) ones ignore it.
 func authenticate(svc *service.Service, next http.Handler) http.Handler {
+	return authenticateWith(writeError, svc, next)
+}
+
+// authenticateWith is authenticate answering a database failure with fail.
+func authenticateWith(fail failFunc, svc *service.Service, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred := strings.TrimSpace(r.Header.Get("Agent-Secret-Key"))
 		if cred == "" {
@@ -246,7 +269,7 @@ func authenticate(svc *service.Service, next http.Handler) http.Handler {
 			if info := infoFrom(r.Context()); info != nil {
 				info.fail(fmt.Errorf("authenticating the request's credential: %w", err))
 			}
-			writeError(w, http.StatusServiceUnavailable, string(known.Internal), "the database is not reachable; try again")
+			fail(w, http.StatusServiceUnavailable, string(known.Internal), "the database is not reachable; try again")
 			return
 		}
 		if info := infoFrom(r.Context()); info != nil {

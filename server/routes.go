@@ -52,5 +52,6 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 	for _, o := range opts {
 		o(mux, svc)
 	}
+	handleREST(mux, log, svc, m)
 	return logRequests(log, m, mux)
 }
