@@ -17,6 +17,7 @@ type config struct {
 	DataDir              string
 	AdminToken           string
 	Secret               string
+	SecretPrevious       string
 	AllowPrivateNetworks bool
 	ProfileMaxAge        time.Duration
 	ProfileConcurrency   int
@@ -40,18 +41,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.MongoDBURI, "mongodb-uri", env("KNOWN_MONGODB_URI", ""), "MongoDB deployment; empty starts the embedded store (KNOWN_MONGODB_URI)")
 	fs.StringVar(&c.Database, "database", env("KNOWN_DATABASE", "known"), "database name (KNOWN_DATABASE)")
 	fs.StringVar(&c.DataDir, "data-dir", env("KNOWN_DATA_DIR", "./data"), "where the embedded store keeps its files (KNOWN_DATA_DIR)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("KNOWN_ADMIN_TOKEN", ""), "operator token that enables createProject (KNOWN_ADMIN_TOKEN)")
-	fs.StringVar(&c.Secret, "secret", env("KNOWN_SECRET", ""), "signs widget sessions and encrypts stored secrets (KNOWN_SECRET)")
 	fs.StringVar(&allowPrivate, "allow-private-networks", env("KNOWN_ALLOW_PRIVATE_NETWORKS", "false"), "let the user-data endpoint be on a private address (KNOWN_ALLOW_PRIVATE_NETWORKS)")
 	fs.StringVar(&maxAge, "profile-max-age", env("KNOWN_PROFILE_MAX_AGE", "5m"), "refetch external profiles older than this (KNOWN_PROFILE_MAX_AGE)")
 	fs.StringVar(&concurrency, "profile-concurrency", env("KNOWN_PROFILE_CONCURRENCY", "8"), "external profile fetches at once per project (KNOWN_PROFILE_CONCURRENCY)")
 	fs.StringVar(&rate, "widget-rate-limit", env("KNOWN_WIDGET_RATE_LIMIT", "10"), "widget calls per second per app id and client IP; 0 is off (KNOWN_WIDGET_RATE_LIMIT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KNOWN_LOG_LEVEL", "info"), "debug, info, warn or error (KNOWN_LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
+	// A URI's password must not show as the flag's default in -h.
+	fs.Lookup("mongodb-uri").DefValue = redactURI(fs.Lookup("mongodb-uri").DefValue)
+	fs.Usage = func() { usage(fs, getenv) }
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	var err error
+	if err := readSecrets(&c, getenv); err != nil {
+		return c, err
+	}
 	if c.AllowPrivateNetworks, err = strconv.ParseBool(allowPrivate); err != nil {
 		return c, fmt.Errorf("KNOWN_ALLOW_PRIVATE_NETWORKS: %q is not true or false", allowPrivate)
 	}
