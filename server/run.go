@@ -30,15 +30,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	m := newMetrics()
 
-	master := []byte(cfg.Secret)
-	if cfg.Secret == "" {
-		if master, err = secret.LoadOrCreate(cfg.DataDir); err != nil {
-			return err
+	// Secrets are checked before the store opens, so that a bad one fails at once.
+	for _, sv := range []struct{ name, value string }{{"KNOWN_SECRET", cfg.Secret}, {"KNOWN_SECRET_PREVIOUS", cfg.SecretPrevious}} {
+		if sv.value != "" && len(sv.value) < secret.MinMasterLen {
+			return fmt.Errorf("%s must be at least %d bytes long", sv.name, secret.MinMasterLen)
 		}
-	} else if len(master) < secret.MinMasterLen {
-		return fmt.Errorf("KNOWN_SECRET must be at least %d bytes long", secret.MinMasterLen)
 	}
 
+	// The store opens first: on the embedded store that locks the data directory, which
+	// holds the generated secret too.
 	st, err := store.Open(ctx, store.Config{
 		URI:      cfg.MongoDBURI,
 		DataDir:  cfg.DataDir,
@@ -57,6 +57,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
+	master := []byte(cfg.Secret)
+	if cfg.Secret == "" {
+		if master, err = secret.LoadOrCreate(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	var previous []byte
+	if cfg.SecretPrevious != "" {
+		previous = []byte(cfg.SecretPrevious)
+	}
+
 	opts := service.Options{Secret: master, AdminToken: cfg.AdminToken}
 	if cfg.WidgetRateLimit > 0 {
 		// Off is a nil interface, which the service reads as no limit.
@@ -65,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	opts.Profiles = profile.New(profile.Options{AllowPrivate: cfg.AllowPrivateNetworks, Observe: m.observeFetch})
 	opts.ProfileMaxAge, opts.ProfileConcurrency = cfg.ProfileMaxAge, cfg.ProfileConcurrency
 	svc := service.New(st, opts)
+	if err := checkSecret(ctx, log, svc, previous); err != nil {
+		return err
+	}
 	if st.Embedded() && cfg.AdminToken == "" {
 		demo, err := svc.EnsureDemoProject(ctx)
 		if err != nil {
@@ -139,4 +153,23 @@ func sweepExpired(ctx context.Context, log zerolog.Logger, svc *service.Service)
 			}
 		}
 	}
+}
+
+// checkSecret refuses a KNOWN_SECRET that does not open what the database holds sealed, and
+// rotates from KNOWN_SECRET_PREVIOUS when it is given.
+func checkSecret(ctx context.Context, log zerolog.Logger, svc *service.Service, previous []byte) error {
+	rep, err := svc.CheckSecret(ctx, previous)
+	if err != nil {
+		return err
+	}
+	if rep.Resealed > 0 {
+		log.Info().Int("values", rep.Resealed).Msg("sealed the stored secrets again with the new KNOWN_SECRET; KNOWN_SECRET_PREVIOUS may now be removed")
+	}
+	if rep.PreviousUnused {
+		log.Info().Msg("nothing is sealed with KNOWN_SECRET_PREVIOUS any more; it may be removed")
+	}
+	if rep.Unopened > 0 {
+		log.Warn().Int("values", rep.Unopened).Msg("stored secrets that open with no known secret were left as they are (they cannot be used)")
+	}
+	return nil
 }
