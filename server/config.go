@@ -24,6 +24,7 @@ type config struct {
 	WidgetRateLimit      float64
 	LogLevel             string
 	ShutdownTimeout      time.Duration
+	FerretDBShared       bool
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -34,7 +35,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return def
 	}
 	var c config
-	var maxAge, shutdown, allowPrivate, concurrency, rate string
+	var maxAge, shutdown, allowPrivate, concurrency, rate, ferretShared string
 	fs := flag.NewFlagSet("known", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("KNOWN_ADDR", "127.0.0.1:8080"), "listen address (KNOWN_ADDR)")
@@ -47,6 +48,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&rate, "widget-rate-limit", env("KNOWN_WIDGET_RATE_LIMIT", "10"), "widget calls per second per app id and client IP; 0 is off (KNOWN_WIDGET_RATE_LIMIT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KNOWN_LOG_LEVEL", "info"), "debug, info, warn or error (KNOWN_LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&ferretShared, "ferretdb-shared", env("KNOWN_FERRETDB_SHARED", ""), "unsafe: let several instances share a FerretDB database (KNOWN_FERRETDB_SHARED)")
 	// A URI's password must not show as the flag's default in -h.
 	fs.Lookup("mongodb-uri").DefValue = redactURI(fs.Lookup("mongodb-uri").DefValue)
 	fs.Usage = func() { usage(fs, getenv) }
@@ -71,6 +73,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.WidgetRateLimit, err = strconv.ParseFloat(rate, 64); err != nil || c.WidgetRateLimit < 0 {
 		return c, fmt.Errorf("KNOWN_WIDGET_RATE_LIMIT: %q is not a number of at least 0", rate)
+	}
+	switch ferretShared {
+	case "":
+	case "unsafe":
+		c.FerretDBShared = true
+	default:
+		return c, fmt.Errorf("KNOWN_FERRETDB_SHARED: %q is not unsafe (or empty)", ferretShared)
 	}
 	if c.MongoDBURI != "" && c.Secret == "" {
 		return c, fmt.Errorf("KNOWN_SECRET is required with KNOWN_MONGODB_URI, so that every instance signs and encrypts alike")
