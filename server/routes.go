@@ -16,7 +16,7 @@ import (
 // newServer returns Known's whole HTTP surface (API.md §2).
 func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics) http.Handler {
 	gql, schema := newGraphQL(log, svc, m)
-	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(authenticate(svc, dataloader.Middleware(svc, gql))))))
+	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(answerUnavailable(authenticate(svc, dataloader.Middleware(svc, gql)))))))
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)
@@ -36,6 +36,7 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 		defer cancel()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := st.Ping(ctx); err != nil {
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("database not reachable\n"))
 			return
