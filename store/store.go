@@ -37,7 +37,7 @@ type Config struct {
 	// (with an error Unavailable recognizes) rather than holding its request.
 	ServerSelectionTimeout time.Duration
 	// OperationTimeout bounds each operation that has no earlier deadline, also on a server
-	// that accepts connections but does not answer; zero means 10 s.
+	// that accepts connections but does not answer; zero means 30 s.
 	OperationTimeout time.Duration
 	Log              zerolog.Logger
 }
@@ -91,13 +91,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	opTimeout := cfg.OperationTimeout
 	if opTimeout == 0 {
-		opTimeout = 10 * time.Second
+		opTimeout = 30 * time.Second
 	}
 	clientOpts := func() *options.ClientOptions {
 		return options.Client().ApplyURI(uri).
 			SetServerSelectionTimeout(selection).
 			SetConnectTimeout(min(timeout, selection)).
 			SetTimeout(opTimeout).
+			// The pool grows fast under a burst: a checkout waits at most the short server
+			// selection timeout, and should not spend it on connections opened two at a time.
+			SetMaxConnecting(16).
 			SetAppName("known").
 			// Nested documents (metadata) decode as maps, which marshal to JSON objects.
 			SetBSONOptions(&options.BSONOptions{DefaultDocumentM: true})
