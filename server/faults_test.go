@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,7 +187,7 @@ func TestDatabaseOutageUnderLoad(t *testing.T) {
 	env["KNOWN_MONGODB_URI"] = ext.URI()
 	env["KNOWN_LOG_LEVEL"] = "warn"
 	k := startRun(t, env)
-	_, key := createProject(t, k.URL, "Outage")
+	appID, key := createProject(t, k.URL, "Outage")
 
 	l := startLoad(t, k.URL, key, 20)
 	waitFor(t, "50 acknowledged writes", 30*time.Second, func() bool { return len(acked(l.Results())) >= 50 })
@@ -197,7 +198,29 @@ func TestDatabaseOutageUnderLoad(t *testing.T) {
 	if status, _, _ := httpGet(t, k.URL, "/readyz"); status != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while the store is down = %d, want 503", status)
 	}
-	time.Sleep(4 * time.Second) // the clients keep writing
+	// A widget call, which needs no credential, is answered alike.
+	start := time.Now()
+	r, h := widgetCall(t, k.URL, "", "", identifyMutation, map[string]any{"input": map[string]any{"appId": appID}})
+	if d := time.Since(start); d > 5*time.Second || r.Status != http.StatusServiceUnavailable || r.code() != "INTERNAL_SERVER_ERROR" ||
+		h.Get("Retry-After") == "" || !strings.Contains(r.Body, unavailableMessage) {
+		t.Errorf("identify while the store is down answered %d after %v with Retry-After %q: %s; want 503 within 5 s",
+			r.Status, d, h.Get("Retry-After"), r.Body)
+	}
+	var body struct {
+		Errors []struct{ Extensions struct{ RequestID string } }
+	}
+	if err := json.Unmarshal([]byte(r.Body), &body); err != nil || len(body.Errors) == 0 || body.Errors[0].Extensions.RequestID == "" {
+		t.Errorf("the 503 carries no requestId: %s", r.Body)
+	} else {
+		logged := false
+		for _, l := range k.Stdout.linesWithMessagePrefix(t, "database not reachable") {
+			logged = logged || (l["request_id"] == body.Errors[0].Extensions.RequestID && l["error"] != nil)
+		}
+		if !logged {
+			t.Errorf("no \"database not reachable\" log line with request id %s and the cause", body.Errors[0].Extensions.RequestID)
+		}
+	}
+	time.Sleep(3 * time.Second) // the clients keep writing
 
 	ext, err = embedded.Start(dbDir, dbAddr, zerolog.Nop())
 	if err != nil {
