@@ -17,6 +17,7 @@ type config struct {
 	DataDir              string
 	AdminToken           string
 	Secret               string
+	SecretPrevious       string
 	AllowPrivateNetworks bool
 	ProfileMaxAge        time.Duration
 	ProfileConcurrency   int
@@ -24,6 +25,7 @@ type config struct {
 	LogLevel             string
 	ShutdownTimeout      time.Duration
 	Demo                 bool // serve the demo page at /demo
+	FerretDBShared       bool
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -34,7 +36,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return def
 	}
 	var c config
-	var maxAge, shutdown, allowPrivate, concurrency, rate string
+	var maxAge, shutdown, allowPrivate, concurrency, rate, ferretShared string
 	var demo string
 	fs := flag.NewFlagSet("known", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -42,8 +44,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.MongoDBURI, "mongodb-uri", env("KNOWN_MONGODB_URI", ""), "MongoDB deployment; empty starts the embedded store (KNOWN_MONGODB_URI)")
 	fs.StringVar(&c.Database, "database", env("KNOWN_DATABASE", "known"), "database name (KNOWN_DATABASE)")
 	fs.StringVar(&c.DataDir, "data-dir", env("KNOWN_DATA_DIR", "./data"), "where the embedded store keeps its files (KNOWN_DATA_DIR)")
-	fs.StringVar(&c.AdminToken, "admin-token", env("KNOWN_ADMIN_TOKEN", ""), "operator token that enables createProject (KNOWN_ADMIN_TOKEN)")
-	fs.StringVar(&c.Secret, "secret", env("KNOWN_SECRET", ""), "signs widget sessions and encrypts stored secrets (KNOWN_SECRET)")
 	fs.StringVar(&allowPrivate, "allow-private-networks", env("KNOWN_ALLOW_PRIVATE_NETWORKS", "false"), "let the user-data endpoint be on a private address (KNOWN_ALLOW_PRIVATE_NETWORKS)")
 	fs.StringVar(&maxAge, "profile-max-age", env("KNOWN_PROFILE_MAX_AGE", "5m"), "refetch external profiles older than this (KNOWN_PROFILE_MAX_AGE)")
 	fs.StringVar(&concurrency, "profile-concurrency", env("KNOWN_PROFILE_CONCURRENCY", "8"), "external profile fetches at once per project (KNOWN_PROFILE_CONCURRENCY)")
@@ -51,10 +51,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.LogLevel, "log-level", env("KNOWN_LOG_LEVEL", "info"), "debug, info, warn or error (KNOWN_LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&demo, "demo", env("KNOWN_DEMO", "false"), "serve a page at /demo that embeds the widget for the Demo project (KNOWN_DEMO)")
+	fs.StringVar(&ferretShared, "ferretdb-shared", env("KNOWN_FERRETDB_SHARED", ""), "unsafe: let several instances share a FerretDB database (KNOWN_FERRETDB_SHARED)")
+	// A URI's password must not show as the flag's default in -h.
+	fs.Lookup("mongodb-uri").DefValue = redactURI(fs.Lookup("mongodb-uri").DefValue)
+	fs.Usage = func() { usage(fs, getenv) }
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	var err error
+	if err := readSecrets(&c, getenv); err != nil {
+		return c, err
+	}
 	if c.AllowPrivateNetworks, err = strconv.ParseBool(allowPrivate); err != nil {
 		return c, fmt.Errorf("KNOWN_ALLOW_PRIVATE_NETWORKS: %q is not true or false", allowPrivate)
 	}
@@ -72,6 +79,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.WidgetRateLimit, err = strconv.ParseFloat(rate, 64); err != nil || c.WidgetRateLimit < 0 {
 		return c, fmt.Errorf("KNOWN_WIDGET_RATE_LIMIT: %q is not a number of at least 0", rate)
+	}
+	switch ferretShared {
+	case "":
+	case "unsafe":
+		c.FerretDBShared = true
+	default:
+		return c, fmt.Errorf("KNOWN_FERRETDB_SHARED: %q is not unsafe (or empty)", ferretShared)
 	}
 	if c.MongoDBURI != "" && c.Secret == "" {
 		return c, fmt.Errorf("KNOWN_SECRET is required with KNOWN_MONGODB_URI, so that every instance signs and encrypts alike")

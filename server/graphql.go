@@ -18,6 +18,7 @@ import (
 	"github.com/knownhq/known/graph/model"
 	"github.com/knownhq/known/resolvers"
 	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
 	"github.com/rs/zerolog"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -107,6 +108,12 @@ func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 			// Parser, validation and limit errors of the GraphQL library keep their codes.
 		case isRequestError(err):
 			gerr.Extensions = map[string]any{"code": "BAD_REQUEST"}
+		case store.Unavailable(err):
+			id := requestIDFrom(ctx)
+			log.Error().Err(err).Str("request_id", id).Msg("database not reachable")
+			markUnavailable(ctx)
+			gerr.Message = unavailableMessage
+			gerr.Extensions = map[string]any{"code": string(known.Internal), "requestId": id}
 		default:
 			id := requestIDFrom(ctx)
 			ev := log.Error().Err(err).Str("request_id", id)

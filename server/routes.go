@@ -18,7 +18,7 @@ import (
 // newServer returns Known's whole HTTP surface (API.md §2).
 func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *metrics, opts ...serverOption) http.Handler {
 	gql, schema := newGraphQL(log, svc, m)
-	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(authenticate(svc, dataloader.Middleware(svc, answerRateLimits(gql)))))))
+	api := allowCrossOrigin(withClient(limitBody(queriesOnGET(answerUnavailable(authenticate(svc, dataloader.Middleware(svc, answerRateLimits(gql))))))))
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)
@@ -41,6 +41,7 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 			if info := infoFrom(r.Context()); info != nil {
 				info.fail(fmt.Errorf("the database does not answer: %w", err))
 			}
+			w.Header().Set("Retry-After", retryAfter)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("database not reachable\n"))
 			return

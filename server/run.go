@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/knownhq/known/profile"
@@ -24,21 +25,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// Known also stops itself: when another instance takes its lease over.
+	ctx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
 	log, err := newLogger(stdout, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
 	m := newMetrics()
 
-	master := []byte(cfg.Secret)
-	if cfg.Secret == "" {
-		if master, err = secret.LoadOrCreate(cfg.DataDir); err != nil {
-			return err
+	// Secrets are checked before the store opens, so that a bad one fails at once.
+	for _, sv := range []struct{ name, value string }{{"KNOWN_SECRET", cfg.Secret}, {"KNOWN_SECRET_PREVIOUS", cfg.SecretPrevious}} {
+		if sv.value != "" && len(sv.value) < secret.MinMasterLen {
+			return fmt.Errorf("%s must be at least %d bytes long", sv.name, secret.MinMasterLen)
 		}
-	} else if len(master) < secret.MinMasterLen {
-		return fmt.Errorf("KNOWN_SECRET must be at least %d bytes long", secret.MinMasterLen)
 	}
 
+	// The store opens first: on the embedded store that locks the data directory, which
+	// holds the generated secret too.
 	st, err := store.Open(ctx, store.Config{
 		URI:      cfg.MongoDBURI,
 		DataDir:  cfg.DataDir,
@@ -49,13 +53,49 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	storeOpen := true
+	var lease *store.Lease
 	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := st.Close(cctx); err != nil {
-			log.Warn().Err(err).Msg("closing the store")
+		if storeOpen { // a start that failed; a shutdown closes the store itself
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if lease != nil {
+				_ = lease.Release(cctx)
+			}
+			if err := st.Close(cctx); err != nil {
+				log.Warn().Err(err).Msg("closing the store")
+			}
 		}
 	}()
+	lease, err = claimLease(ctx, log, cfg, st)
+	if err != nil {
+		return err
+	}
+	leaseCtx, stopLease := context.WithCancel(context.Background())
+	defer stopLease()
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		if lease == nil {
+			return
+		}
+		// Renewed until the store closes, through the drain, which may outlast its TTL.
+		if err := lease.Keep(leaseCtx, log); err != nil {
+			log.Error().Err(err).Msg("stopping: another instance took the single-instance lease over")
+			stopRun(fmt.Errorf("%w: two instances must not share one FerretDB database", err))
+		}
+	}()
+
+	master := []byte(cfg.Secret)
+	if cfg.Secret == "" {
+		if master, err = secret.LoadOrCreate(cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	var previous []byte
+	if cfg.SecretPrevious != "" {
+		previous = []byte(cfg.SecretPrevious)
+	}
 
 	opts := service.Options{Secret: master, AdminToken: cfg.AdminToken, Log: log}
 	if cfg.WidgetRateLimit > 0 {
@@ -65,6 +105,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	opts.Profiles = profile.New(profile.Options{AllowPrivate: cfg.AllowPrivateNetworks, Observe: m.observeFetch})
 	opts.ProfileMaxAge, opts.ProfileConcurrency = cfg.ProfileMaxAge, cfg.ProfileConcurrency
 	svc := service.New(st, opts)
+	if err := checkSecret(ctx, log, svc, previous); err != nil {
+		return err
+	}
 	if st.Embedded() && cfg.AdminToken == "" {
 		demo, err := svc.EnsureDemoProject(ctx)
 		if err != nil {
@@ -99,19 +142,82 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down: draining in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	storeOpen = false
+	return shutdown(log, cfg.ShutdownTimeout, srv, errc, svc, st, lease, stopLease, leaseDone, context.Cause(ctx))
+}
+
+// shutdown drains in-flight requests and background work, releases the lease and closes the
+// store, all within timeout (KNOWN_SHUTDOWN_TIMEOUT), and writes the last log line. Requests
+// still running when the drain's share of the timeout is over are cut off: they were not
+// answered, so no acknowledged write is lost. cause is why Known stops.
+func shutdown(log zerolog.Logger, timeout time.Duration, srv *http.Server, errc <-chan error, svc *service.Service,
+	st *store.Store, lease *store.Lease, stopLease context.CancelFunc, leaseDone <-chan struct{}, cause error) error {
+	start := time.Now()
+	log.Info().Dur("timeout", timeout).Msg("shutting down: draining in-flight requests")
+	deadline := start.Add(timeout)
+	// Closing the store must fit in the timeout too.
+	drainBy := deadline.Add(-min(timeout/5, 2*time.Second))
+	dctx, cancel := context.WithDeadline(context.Background(), drainBy)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	drained := true
+	if err := srv.Shutdown(dctx); err != nil {
+		drained = false
+		_ = srv.Close()
 	}
-	if err := svc.Wait(sctx); err != nil {
+	if err := svc.Wait(dctx); err != nil {
+		drained = false
 		log.Warn().Err(err).Msg("background profile fetches still running at shutdown")
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	cctx, cancel2 := context.WithDeadline(context.Background(), deadline)
+	defer cancel2()
+	stopLease()
+	<-leaseDone
+	if lease != nil {
+		if err := lease.Release(cctx); err != nil {
+			log.Warn().Err(err).Msg("releasing the single-instance lease")
+		}
 	}
-	return nil
+	if err := st.Close(cctx); err != nil {
+		log.Warn().Err(err).Msg("closing the store")
+	}
+	var err error
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = serr
+	}
+	if cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	ev := log.Info()
+	msg := "Known stopped: every in-flight request finished"
+	if !drained {
+		ev = log.Warn()
+		msg = "Known stopped: requests still running at KNOWN_SHUTDOWN_TIMEOUT were cut off unanswered"
+	}
+	ev.Bool("drained", drained).Dur("elapsed", time.Since(start)).AnErr("error", err).Msg(msg)
+	return err
+}
+
+// claimLease holds the single-instance lease on a FerretDB database (nil on MongoDB, or when
+// KNOWN_FERRETDB_SHARED=unsafe): FerretDB does not apply concurrent updates of one document
+// atomically, so a second instance would lose writes.
+func claimLease(ctx context.Context, log zerolog.Logger, cfg config, st *store.Store) (*store.Lease, error) {
+	if !st.FerretDB() {
+		return nil, nil
+	}
+	if cfg.FerretDBShared {
+		log.Warn().Msg("KNOWN_FERRETDB_SHARED=unsafe: not holding the single-instance lease; instances that write one document at once lose writes")
+		return nil, nil
+	}
+	host, _ := os.Hostname()
+	lease, err := st.ClaimLease(ctx, store.LeaseOptions{Holder: fmt.Sprintf("host %s, pid %d", host, os.Getpid()),
+		TakeOver: st.Embedded(), Log: log})
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return nil, fmt.Errorf("database %q is on FerretDB and is served by another Known instance: %w. "+
+			"FerretDB does not apply concurrent updates of one document atomically, so several instances need MongoDB; "+
+			"stop the other instance (KNOWN_FERRETDB_SHARED=unsafe overrides this check, for instances that never write one document at once)",
+			cfg.Database, err)
+	}
+	return lease, err
 }
 
 func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
@@ -139,4 +245,23 @@ func sweepExpired(ctx context.Context, log zerolog.Logger, svc *service.Service)
 			}
 		}
 	}
+}
+
+// checkSecret refuses a KNOWN_SECRET that does not open what the database holds sealed, and
+// rotates from KNOWN_SECRET_PREVIOUS when it is given.
+func checkSecret(ctx context.Context, log zerolog.Logger, svc *service.Service, previous []byte) error {
+	rep, err := svc.CheckSecret(ctx, previous)
+	if err != nil {
+		return err
+	}
+	if rep.Resealed > 0 {
+		log.Info().Int("values", rep.Resealed).Msg("sealed the stored secrets again with the new KNOWN_SECRET; KNOWN_SECRET_PREVIOUS may now be removed")
+	}
+	if rep.PreviousUnused {
+		log.Info().Msg("nothing is sealed with KNOWN_SECRET_PREVIOUS any more; it may be removed")
+	}
+	if rep.Unopened > 0 {
+		log.Warn().Int("values", rep.Unopened).Msg("stored secrets that open with no known secret were left as they are (they cannot be used)")
+	}
+	return nil
 }

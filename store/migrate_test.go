@@ -14,8 +14,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
-
 // TestMigrateIdentities: users written before identities had provenance get them on start,
 // proven where their recorded proof covered them and claimed elsewhere; an anonymous record
 // under a random id moves to its visitor's derived id with its conversations; running the

@@ -32,7 +32,14 @@ type Config struct {
 	Monitor *event.CommandMonitor
 	// ConnectTimeout bounds the first connection; zero means 10 s.
 	ConnectTimeout time.Duration
-	Log            zerolog.Logger
+	// ServerSelectionTimeout bounds how long an operation waits for a database server that
+	// answers; zero means 2 s. While the database is down, each operation fails after this long
+	// (with an error Unavailable recognizes) rather than holding its request.
+	ServerSelectionTimeout time.Duration
+	// OperationTimeout bounds each operation that has no earlier deadline, also on a server
+	// that accepts connections but does not answer; zero means 30 s.
+	OperationTimeout time.Duration
+	Log              zerolog.Logger
 }
 
 // Store is a connection to Known's database.
@@ -56,6 +63,8 @@ type Store struct {
 	profiles      *mongo.Collection
 
 	serial serial
+	// leaseOpts connect the lease's own client (see lease.go).
+	leaseOpts *options.ClientOptions
 }
 
 // Open connects to the database (starting the embedded one when cfg.URI is empty), checks that
@@ -76,12 +85,28 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
-	opts := options.Client().ApplyURI(uri).
-		SetServerSelectionTimeout(timeout).
-		SetConnectTimeout(timeout).
-		SetAppName("known").
-		// Nested documents (metadata) decode as maps, which marshal to JSON objects.
-		SetBSONOptions(&options.BSONOptions{DefaultDocumentM: true})
+	selection := cfg.ServerSelectionTimeout
+	if selection == 0 {
+		selection = 2 * time.Second
+	}
+	opTimeout := cfg.OperationTimeout
+	if opTimeout == 0 {
+		opTimeout = 30 * time.Second
+	}
+	clientOpts := func() *options.ClientOptions {
+		return options.Client().ApplyURI(uri).
+			SetServerSelectionTimeout(selection).
+			SetConnectTimeout(min(timeout, selection)).
+			SetTimeout(opTimeout).
+			// The pool grows fast under a burst: a checkout waits at most the short server
+			// selection timeout, and should not spend it on connections opened two at a time.
+			SetMaxConnecting(16).
+			SetAppName("known").
+			// Nested documents (metadata) decode as maps, which marshal to JSON objects.
+			SetBSONOptions(&options.BSONOptions{DefaultDocumentM: true})
+	}
+	opts := clientOpts()
+	s.leaseOpts = clientOpts().SetMaxPoolSize(2)
 	if cfg.Monitor != nil {
 		opts.SetMonitor(cfg.Monitor)
 	}
@@ -93,9 +118,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.client = client
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := client.Ping(pctx, nil); err != nil {
-		_ = s.Close(context.Background())
-		return nil, fmt.Errorf("store: database not reachable: %w", err)
+	// Each ping gives up after the short server selection timeout; the first connection may
+	// take longer (a database starting beside Known), so ping until the connect timeout.
+	for {
+		err := client.Ping(pctx, nil)
+		if err == nil {
+			break
+		}
+		if pctx.Err() != nil || ctx.Err() != nil {
+			_ = s.Close(context.Background())
+			return nil, fmt.Errorf("store: database not reachable: %w", err)
+		}
+		select {
+		case <-pctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	s.serial.on = isFerretDB(pctx, client)
 	name := cfg.Database
@@ -128,6 +165,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// FerretDB reports whether the database is FerretDB (the embedded store, or one behind a URI),
+// which does not apply concurrent updates of one document atomically.
+func (s *Store) FerretDB() bool { return s.serial.on }
 
 // Embedded reports whether the store runs the embedded database.
 func (s *Store) Embedded() bool { return s.embedded != nil }

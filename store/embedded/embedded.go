@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"github.com/gofrs/flock"
 	"github.com/rs/zerolog"
 )
 
@@ -21,10 +22,19 @@ type Server struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan struct{}
+	lock   *flock.Flock
 }
+
+// LockFile is the file in the data directory that a running embedded store holds locked.
+const LockFile = "known.lock"
 
 // Start starts FerretDB keeping its SQLite files in dir, listening on addr (host:port; port 0
 // picks a free one). FerretDB's own logging goes to log at warn level and above.
+//
+// The directory is locked (an flock(2) on dir/known.lock, released by Stop or when the process
+// ends, however it ends) for as long as the server runs: two processes writing one set of
+// SQLite files through two FerretDBs each apply their own updates over the other's, so a
+// second Start on a locked directory fails at once with an error naming it.
 func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -33,6 +43,21 @@ func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
+	lock := flock.New(filepath.Join(dir, LockFile))
+	locked, err := lock.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: locking the data directory %s: %w", dir, err)
+	}
+	if !locked {
+		return nil, fmt.Errorf("embedded store: the data directory %s is in use by another process (it holds %s locked); "+
+			"stop that process, or give this one another data directory", dir, lock.Path())
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = lock.Unlock()
+		}
+	}()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -55,7 +80,7 @@ func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{addr: addr, cancel: cancel, done: make(chan struct{})}
+	s := &Server{addr: addr, cancel: cancel, done: make(chan struct{}), lock: lock}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(ctx)
@@ -67,9 +92,11 @@ func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
+			started = true
 			return s, nil
 		}
 		if time.Now().After(deadline) {
+			started = true // Stop unlocks
 			s.Stop()
 			return nil, fmt.Errorf("embedded store: not listening on %s: %w", addr, err)
 		}
@@ -83,8 +110,10 @@ func (s *Server) URI() string { return s.uri }
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.addr }
 
-// Stop stops the server and closes its files; it returns once they are closed.
+// Stop stops the server and closes its files; it returns once they are closed, and then
+// unlocks the directory.
 func (s *Server) Stop() {
 	s.cancel()
 	<-s.done
+	_ = s.lock.Unlock()
 }
