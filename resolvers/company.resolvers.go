@@ -15,38 +15,6 @@ import (
 	"github.com/knownhq/known/service"
 )
 
-// Name is the resolver for the name field.
-func (r *companyResolver) Name(ctx context.Context, obj *known.Company) (*string, error) {
-	if err := r.Service.RequireSecretKey(ctx); err != nil {
-		return nil, err
-	}
-	return obj.Name, nil
-}
-
-// Stage is the resolver for the stage field.
-func (r *companyResolver) Stage(ctx context.Context, obj *known.Company) (*string, error) {
-	if err := r.Service.RequireSecretKey(ctx); err != nil {
-		return nil, err
-	}
-	return obj.Stage, nil
-}
-
-// Metadata is the resolver for the metadata field.
-func (r *companyResolver) Metadata(ctx context.Context, obj *known.Company) (map[string]any, error) {
-	if err := r.Service.RequireSecretKey(ctx); err != nil {
-		return nil, err
-	}
-	return obj.Metadata, nil
-}
-
-// Deal is the resolver for the deal field.
-func (r *companyResolver) Deal(ctx context.Context, obj *known.Company) (*known.Deal, error) {
-	if err := r.Service.RequireSecretKey(ctx); err != nil {
-		return nil, err
-	}
-	return obj.Deal, nil
-}
-
 // Users is the resolver for the users field.
 func (r *companyResolver) Users(ctx context.Context, obj *known.Company, first *int, after *string) (*model.UserConnection, error) {
 	page, err := pageArgs(first, after)

@@ -12,13 +12,6 @@ import (
 // sees only that project's objects (NOT_FOUND for any other's). Lists take a page (first
 // 1–100, BAD_USER_INPUT otherwise) and are newest first.
 
-// RequireSecretKey fails with UNAUTHENTICATED unless the caller has the project's secret key:
-// for fields that are dashboard data inside objects a widget may also receive.
-func (s *Service) RequireSecretKey(ctx context.Context) error {
-	_, err := known.ProjectFromContext(ctx)
-	return err
-}
-
 // listing checks the caller and the page of a dashboard list.
 func listing(ctx context.Context, page known.Page) (known.ProjectID, error) {
 	p, err := known.ProjectFromContext(ctx)

@@ -201,7 +201,17 @@ func (s *Service) companyWrite(ctx context.Context, wc *widgetCall, ext *string,
 	if err != nil {
 		return nil, err
 	}
-	return s.store.UpsertCompany(ctx, wc.project.ID, c.ExternalID, up, wc.now)
+	if c, err = s.store.UpdateCompany(ctx, wc.project.ID, c.ID, c.ExternalID, up, wc.now); err != nil {
+		return nil, err
+	}
+	return widgetCompany(c), nil
+}
+
+// widgetCompany is what a widget may see of a company it wrote to: its ids, never the record
+// (its name, stage, metadata and deal may come from others: API.md §1).
+func widgetCompany(c *known.Company) *known.Company {
+	return &known.Company{ID: c.ID, ProjectID: c.ProjectID, ExternalID: c.ExternalID, Metadata: map[string]any{},
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }
 
 // body checks a message body: 1 to MaxBody characters.
