@@ -23,6 +23,7 @@ type config struct {
 	WidgetRateLimit      float64
 	LogLevel             string
 	ShutdownTimeout      time.Duration
+	PrintVersion         bool // -version: print the build and exit
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -48,8 +49,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&rate, "widget-rate-limit", env("KNOWN_WIDGET_RATE_LIMIT", "10"), "widget calls per second per app id and client IP; 0 is off (KNOWN_WIDGET_RATE_LIMIT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("KNOWN_LOG_LEVEL", "info"), "debug, info, warn or error (KNOWN_LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
+	fs.BoolVar(&c.PrintVersion, "version", false, "print the version and commit, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.PrintVersion {
+		return c, nil // the environment may be meant for another command: -version needs none of it
 	}
 	var err error
 	if c.AllowPrivateNetworks, err = strconv.ParseBool(allowPrivate); err != nil {

@@ -59,7 +59,7 @@ func newMetrics() *metrics {
 		ops: map[string]bool{},
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.errors, m.commands, m.commandTimes, m.fetches,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		readBuildInfo().collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
