@@ -26,6 +26,7 @@ type config struct {
 	ShutdownTimeout      time.Duration
 	Demo                 bool // serve the demo page at /demo
 	FerretDBShared       bool
+	PrintVersion         bool // -version: print the build and exit
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -55,8 +56,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	// A URI's password must not show as the flag's default in -h.
 	fs.Lookup("mongodb-uri").DefValue = redactURI(fs.Lookup("mongodb-uri").DefValue)
 	fs.Usage = func() { usage(fs, getenv) }
+	fs.BoolVar(&c.PrintVersion, "version", false, "print the version and commit, and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.PrintVersion {
+		return c, nil // the environment may be meant for another command: -version needs none of it
 	}
 	var err error
 	if err := readSecrets(&c, getenv); err != nil {

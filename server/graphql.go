@@ -36,6 +36,7 @@ const (
 // newGraphQL returns the GraphQL handler and the schema it serves.
 func newGraphQL(log zerolog.Logger, svc *service.Service, m *metrics) (*handler.Server, *ast.Schema) {
 	es := graph.NewExecutableSchema(graph.Config{
+		Schema:     withoutDefer(graph.NewExecutableSchema(graph.Config{}).Schema()),
 		Resolvers:  &resolvers.Resolver{Service: svc},
 		Complexity: complexity(),
 	})

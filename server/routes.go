@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/knownhq/known/dataloader"
+	"github.com/knownhq/known/graphiql"
 	"github.com/knownhq/known/service"
 	"github.com/knownhq/known/store"
 	"github.com/knownhq/known/widget"
@@ -24,7 +24,9 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 	mux.Handle("POST /graphql", api)
 	mux.Handle("GET /graphql", api)
 	mux.Handle("OPTIONS /graphql", api) // CORS preflight
-	mux.Handle("GET /{$}", playground.Handler("Known", "/graphql"))
+	ide := graphiql.Handler()
+	mux.Handle("GET /{$}", ide)
+	mux.Handle("GET "+graphiql.AssetPrefix, ide)
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		formatter.NewFormatter(w, formatter.WithComments()).FormatSchema(schema)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,14 @@ import (
 // store. args[0] is the program name; getenv reads the environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h asked for the usage, which the flag package has printed
+	}
 	if err != nil {
+		return err
+	}
+	if cfg.PrintVersion {
+		_, err := fmt.Fprintln(stdout, readBuildInfo())
 		return err
 	}
 	// Known also stops itself: when another instance takes its lease over.
@@ -135,7 +143,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Bool("embedded_store", st.Embedded()).Msg("Known is listening")
+	bi := readBuildInfo()
+	log.Info().Str("addr", ln.Addr().String()).Bool("embedded_store", st.Embedded()).
+		Str("version", bi.Version).Str("commit", bi.Commit).Msg("Known is listening")
 
 	select {
 	case err := <-errc:
