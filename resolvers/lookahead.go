@@ -2,6 +2,7 @@ package resolvers
 
 import (
 	"context"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/knownhq/known"
@@ -89,16 +90,19 @@ func (r *Resolver) preloadUsers(ctx context.Context, users []*known.User, prefix
 		companies = append(companies, u.CompanyIDs...)
 		orgs = append(orgs, u.OrganizationIDs...)
 	}
+	// The kinds load at once: one round trip for all of them, not one after another.
+	var wg sync.WaitGroup
 	if wants("companies") || wants("activeCompany") {
-		_, _ = l.Companies.LoadAll(ctx, companies)
+		wg.Go(func() { _, _ = l.Companies.LoadAll(ctx, companies) })
 	}
 	if wants("organizations") {
-		_, _ = l.Organizations.LoadAll(ctx, orgs)
+		wg.Go(func() { _, _ = l.Organizations.LoadAll(ctx, orgs) })
 	}
 	if wants("conversationIds") {
-		_, _ = l.ConversationIDs.LoadAll(ctx, ids)
+		wg.Go(func() { _, _ = l.ConversationIDs.LoadAll(ctx, ids) })
 	}
 	if wants("externalProfile") {
-		_, _ = l.ExternalProfiles.LoadAll(ctx, users)
+		wg.Go(func() { _, _ = l.ExternalProfiles.LoadAll(ctx, users) })
 	}
+	wg.Wait()
 }

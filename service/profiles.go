@@ -111,8 +111,19 @@ func (s *Service) endpointUpdate(v *validator, p known.ProjectID, in *EndpointIn
 func headerContext(p known.ProjectID, name string) string { return string(p) + "|header|" + name }
 
 // endpoint returns project p's user-data endpoint ready to call, or nil when it has none or it
-// is disabled.
+// is disabled: as read at most CacheTTL ago.
 func (s *Service) endpoint(ctx context.Context, p known.ProjectID) (*profile.Endpoint, error) {
+	if ep, ok := s.endpoints.get(p); ok {
+		return ep, nil
+	}
+	ep, err := s.readEndpoint(ctx, p)
+	if err == nil {
+		s.endpoints.put(p, ep)
+	}
+	return ep, err
+}
+
+func (s *Service) readEndpoint(ctx context.Context, p known.ProjectID) (*profile.Endpoint, error) {
 	e, sealed, err := s.store.EndpointHeaders(ctx, p)
 	if err != nil || e == nil || !e.Enabled {
 		return nil, err

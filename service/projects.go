@@ -130,6 +130,7 @@ func (s *Service) UpdateProject(ctx context.Context, in UpdateProjectInput) (*kn
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	defer s.endpoints.forget(p) // this instance sees the change at once; others within CacheTTL
 	return s.store.UpdateProject(ctx, p, up)
 }
 

@@ -56,7 +56,10 @@ type Service struct {
 	limiter    Limiter
 	signer     *session.Signer
 	prof       *profiler
-	log        zerolog.Logger
+	// keyProjects and endpoints keep what was read for CacheTTL (service/cache.go).
+	keyProjects *ttlCache[string, keyProject]
+	endpoints   *ttlCache[known.ProjectID, *profile.Endpoint]
+	log         zerolog.Logger
 }
 
 // New returns a Service on st.
@@ -77,7 +80,9 @@ func New(st *store.Store, opts Options) *Service {
 		pf.perProject = 8
 	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret), prof: pf, log: opts.Log}
+		signer: session.NewSigner(opts.Secret), prof: pf, log: opts.Log,
+		keyProjects: newTTLCache[string, keyProject](CacheTTL, 10000, now),
+		endpoints:   newTTLCache[known.ProjectID, *profile.Endpoint](CacheTTL, 10000, now)}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }
@@ -92,12 +97,24 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (known.Ca
 	if s.adminToken != "" && subtle.ConstantTimeCompare([]byte(credential), []byte(s.adminToken)) == 1 {
 		return known.Caller{Admin: true}, nil
 	}
-	p, err := s.store.ProjectIDByKeyHash(ctx, secret.HashKey(credential))
-	if known.ErrorCode(err) == known.NotFound {
+	hash := secret.HashKey(credential)
+	kp, ok := s.keyProjects.get(hash)
+	if !ok {
+		p, err := s.store.ProjectIDByKeyHash(ctx, hash)
+		if err != nil && known.ErrorCode(err) != known.NotFound {
+			return known.Caller{}, err
+		}
+		kp = keyProject{project: p, found: err == nil}
+		s.keyProjects.put(hash, kp)
+	}
+	if !kp.found {
 		return known.Caller{BadCredential: true}, nil
 	}
-	if err != nil {
-		return known.Caller{}, err
-	}
-	return known.Caller{ProjectID: p}, nil
+	return known.Caller{ProjectID: kp.project}, nil
+}
+
+// keyProject is what a secret key's hash names: a project, or nothing.
+type keyProject struct {
+	project known.ProjectID
+	found   bool
 }
