@@ -17,6 +17,7 @@ import (
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
 )
 
 // API serves the REST routes on a Service.
@@ -139,6 +140,15 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, fields fieldNames, er
 	var es known.Errors
 	var re requestError
 	switch {
+	case store.Unavailable(err):
+		// The database did not answer: 503 and Retry-After, the answer a client can act on.
+		if a.OnError != nil {
+			a.OnError(r.Context(), known.Internal, err)
+		}
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: ErrorDetail{Code: string(known.Internal),
+			Message: "the database is not reachable; try again"}})
+		return
 	case errors.As(err, &re):
 		e, fields = re.err, sameFields
 	case errors.As(err, &es) && len(es) > 0:

@@ -111,7 +111,13 @@ func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 			gerr.Extensions = map[string]any{"code": "BAD_REQUEST"}
 		case store.Unavailable(err):
 			id := requestIDFrom(ctx)
-			log.Error().Err(err).Str("request_id", id).Msg("database not reachable")
+			if info := infoFrom(ctx); info != nil {
+				// The request's own 503 line carries the cause: one line. (A copy: gerr is
+				// err itself when err is a GraphQL error, and its message changes below.)
+				info.fail(errors.New(err.Error()))
+			} else {
+				log.Error().Err(err).Str("request_id", id).Msg("database not reachable")
+			}
 			markUnavailable(ctx)
 			gerr.Message = unavailableMessage
 			gerr.Extensions = map[string]any{"code": string(known.Internal), "requestId": id}

@@ -19,11 +19,15 @@ import (
 // servers.
 func handleREST(mux *http.ServeMux, log zerolog.Logger, svc *service.Service, m *metrics) {
 	api := &rest.API{Service: svc, OnError: func(ctx context.Context, code known.Code, err error) {
-		if code == known.Internal {
+		info := infoFrom(ctx)
+		switch {
+		case code == known.Internal && info != nil:
+			info.fail(err) // the request's own error line carries the cause: one line
+		case code == known.Internal:
 			log.Error().Err(err).Str("request_id", requestIDFrom(ctx)).Msg("internal error")
 		}
 		m.routeErrors.WithLabelValues(string(code)).Inc()
-		if info := infoFrom(ctx); info != nil {
+		if info != nil {
 			info.addError(string(code))
 		}
 	}}

@@ -107,15 +107,16 @@ func TestRESTMiddleware(t *testing.T) {
 		if err := k.store.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		// The database is gone: 503 with Retry-After, as the GraphQL endpoint answers.
 		res := c.do(t, restCall{method: http.MethodPost, path: "/api/widget/identify", body: map[string]any{"app_id": appID}})
-		e := res.requireError(t, 500, "INTERNAL_SERVER_ERROR", "")
-		if e.Message != "internal server error" {
-			t.Errorf("message %q gives detail", e.Message)
+		e := res.requireError(t, 503, "INTERNAL_SERVER_ERROR", "")
+		if e.Message != "the database is not reachable; try again" || res.Header.Get("Retry-After") == "" {
+			t.Errorf("message %q (Retry-After %q) gives detail or no retry", e.Message, res.Header.Get("Retry-After"))
 		}
 		id := res.Header.Get("X-Request-Id")
 		var logged int
-		for _, l := range k.Log.linesWithMessagePrefix(t, "internal error") {
-			if l["request_id"] == id && l["error"] != nil {
+		for _, l := range k.Log.logLines(t) {
+			if l["request_id"] == id && l["error"] != nil && l["level"] == "error" {
 				logged++
 			}
 		}
