@@ -27,7 +27,7 @@ const (
 	testAdminToken = "test-admin-token-0123456789"
 )
 
-var httpClient = &http.Client{Timeout: 30 * time.Second}
+var httpClient = &http.Client{Timeout: 120 * time.Second} // a guard against hangs; CI machines are shared and slow
 
 // syncBuffer is a bytes.Buffer safe for run's logger and the test to share.
 type syncBuffer struct {

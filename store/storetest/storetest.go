@@ -67,7 +67,10 @@ func Open(tb testing.TB, monitor *event.CommandMonitor) *store.Store {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Config{URI: URI(), Database: NewDatabaseName(tb), Monitor: monitor, Log: zerolog.Nop()})
+	// Tests are not about outages (those start their own store): a busy machine must not turn
+	// a slow connection checkout into a failure.
+	st, err := store.Open(ctx, store.Config{URI: URI(), Database: NewDatabaseName(tb), Monitor: monitor, Log: zerolog.Nop(),
+		ServerSelectionTimeout: 30 * time.Second})
 	if err != nil {
 		tb.Fatalf("opening the test store: %v", err)
 	}
