@@ -38,7 +38,29 @@ func (s *Store) SaveProfile(ctx context.Context, pr *known.Profile) error {
 	d := profileDoc{ID: string(pr.UserID), ProjectID: string(pr.ProjectID), Status: string(pr.Status), FirstName: pr.FirstName,
 		LastName: pr.LastName, Email: pr.Email, PhoneNumber: pr.PhoneNumber, Metadata: pr.Metadata, FetchedAt: pr.FetchedAt,
 		CheckedAt: pr.CheckedAt}
-	if _, err := s.profiles.ReplaceOne(ctx, bson.M{"_id": d.ID}, d, options.Replace().SetUpsert(true)); err != nil {
+	// A findOneAndUpdate by _id: on the embedded store the one update that does not read the
+	// whole collection.
+	set := bson.M{"projectId": d.ProjectID, "status": d.Status, "checkedAt": d.CheckedAt}
+	unset := bson.M{}
+	if d.Metadata != nil {
+		set["metadata"] = d.Metadata
+	} else {
+		unset["metadata"] = ""
+	}
+	for f, v := range map[string]any{"firstName": d.FirstName, "lastName": d.LastName, "email": d.Email, "phoneNumber": d.PhoneNumber, "fetchedAt": d.FetchedAt} {
+		if isNilPtr(v) || v == (*time.Time)(nil) {
+			unset[f] = ""
+		} else {
+			set[f] = v
+		}
+	}
+	update := bson.M{"$set": set}
+	if len(unset) > 0 {
+		update["$unset"] = unset
+	}
+	defer s.serial.lock(s.profiles, d.ID)()
+	err := s.profiles.FindOneAndUpdate(ctx, bson.M{"_id": d.ID}, update, options.FindOneAndUpdate().SetUpsert(true)).Err()
+	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: saving profile: %w", err)
 	}
 	return nil

@@ -233,7 +233,8 @@ func (s *Store) RecordEndpointCheck(ctx context.Context, p known.ProjectID, stat
 		doc["$unset"] = bson.M{"userDataEndpoint.lastError": ""}
 	}
 	defer s.serial.lock(s.projects, string(p))()
-	if _, err := s.projects.UpdateOne(ctx, bson.M{"_id": string(p)}, doc); err != nil {
+	err := s.projects.FindOneAndUpdate(ctx, bson.M{"_id": string(p)}, doc).Err()
+	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: recording user-data endpoint check: %w", err)
 	}
 	return nil
