@@ -140,6 +140,11 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, fields fieldNames, er
 	var es known.Errors
 	var re requestError
 	switch {
+	case r.Context().Err() != nil:
+		// The client went away before the answer: nobody reads it.
+		writeJSON(w, http.StatusServiceUnavailable, ErrorBody{Error: ErrorDetail{Code: string(known.Internal),
+			Message: "the request was cancelled"}})
+		return
 	case store.Unavailable(err):
 		// The database did not answer: 503 and Retry-After, the answer a client can act on.
 		if a.OnError != nil {

@@ -109,6 +109,11 @@ func presentError(log zerolog.Logger, m *metrics) graphql.ErrorPresenterFunc {
 			// Parser, validation and limit errors of the GraphQL library keep their codes.
 		case isRequestError(err):
 			gerr.Extensions = map[string]any{"code": "BAD_REQUEST"}
+		case ctx.Err() != nil:
+			// The client went away (or gave up) before the answer: nobody reads it, and it is
+			// no fault of Known's or of the database; the request's log line says so.
+			gerr.Message = "the request was cancelled"
+			gerr.Extensions = map[string]any{"code": string(known.Internal), "requestId": requestIDFrom(ctx)}
 		case store.Unavailable(err):
 			id := requestIDFrom(ctx)
 			if info := infoFrom(ctx); info != nil {

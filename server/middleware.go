@@ -137,7 +137,10 @@ func logRequests(log zerolog.Logger, m *metrics, next http.Handler) http.Handler
 			m.observeRoute(info.operation, rec.status, elapsed)
 		}
 		ev := log.Debug()
+		gone := r.Context().Err() != nil // the client went away before the answer
 		switch {
+		case rec.status >= 500 && gone:
+			ev = log.Warn().Bool("client_gone", true)
 		case rec.status >= 500:
 			ev = log.Error()
 		case graphql || info.route:

@@ -326,6 +326,10 @@ func (s *Service) gather(ctx context.Context, wc *widgetCall, c *claim) (*facts,
 	g.Go(func() error {
 		var err error
 		held, err = s.store.ReserveKeys(gctx, p, keys, f.candidate)
+		if err != nil {
+			// Cut off midway, some may be ours: give back whatever the candidate holds.
+			_ = s.store.ReleaseKeys(context.WithoutCancel(gctx), p, keys, f.candidate)
+		}
 		return err
 	})
 	if ck := companyKeys(c); len(ck) > 0 {
@@ -436,6 +440,9 @@ func (s *Service) identifyOnce(ctx context.Context, wc *widgetCall, c *claim) (*
 	if err != nil {
 		return nil, s.giveBack(ctx, wc.project.ID, f, err)
 	}
+	// Decided: the plan's writes are carried out whole even if the client goes away now, so
+	// that a cut-off call leaves no half of them behind.
+	ctx = context.WithoutCancel(ctx)
 	if plan.Logout {
 		if err := s.store.RevokeSession(ctx, wc.session.ID, wc.now); err != nil {
 			return nil, err
