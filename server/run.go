@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(log, svc, st, m, withDemo(cfg.Demo)),
+		Handler:           withClientAddress(cfg.TrustedProxies, newServer(log, svc, st, m, withDemo(cfg.Demo))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
