@@ -187,7 +187,13 @@ func (s *Service) jwtClaim(ctx context.Context, wc *widgetCall, raw, extField st
 	if err != nil {
 		return nil, err
 	}
-	id, err := claimString(claims.UserID)
+	userID := claims.UserID
+	if userID == nil && claims.Subject != "" {
+		// The standard claim for "who this token is about": taken when no id is signed, so that
+		// a token from a generic identity provider does not land as an email-only claim.
+		userID = claims.Subject
+	}
+	id, err := claimString(userID)
 	if err != nil {
 		return nil, failed("jwt", "the id claim must be a string or a number")
 	}
