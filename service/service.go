@@ -92,7 +92,7 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (known.Ca
 	if s.adminToken != "" && subtle.ConstantTimeCompare([]byte(credential), []byte(s.adminToken)) == 1 {
 		return known.Caller{Admin: true}, nil
 	}
-	p, err := s.store.ProjectIDByKeyHash(ctx, secret.HashKey(credential))
+	p, err := s.store.ProjectIDByKeyHash(ctx, secret.HashKey(credential), s.now())
 	if known.ErrorCode(err) == known.NotFound {
 		return known.Caller{BadCredential: true}, nil
 	}

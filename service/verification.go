@@ -34,6 +34,9 @@ func (s *Service) RotateIdentitySecret(ctx context.Context) (string, time.Time, 
 	if err := s.store.RotateIdentitySecret(ctx, p, s.box.Seal([]byte(fresh), string(p)), now, grace); err != nil {
 		return "", time.Time{}, err
 	}
+	if err := s.record(ctx, p, &known.AuditEntry{Action: known.AuditIdentitySecretRotated}); err != nil {
+		return "", time.Time{}, err
+	}
 	return fresh, grace, nil
 }
 
@@ -61,6 +64,9 @@ func (s *Service) AddJwtPublicKey(ctx context.Context, pemText string, algorithm
 	now := s.clock()
 	k := known.JwtKey{ID: "key_" + secret.Random(12), Algorithm: string(alg), PEM: strings.TrimSpace(pemText) + "\n", CreatedAt: now}
 	if err := s.store.AddJwtKey(ctx, p, k, now, now.Add(KeyGrace)); err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, p, &known.AuditEntry{Action: known.AuditJwtKeyAdded, Subject: &k.ID}); err != nil {
 		return nil, err
 	}
 	return &k, nil
