@@ -246,7 +246,7 @@ type ComplexityRoot struct {
 		ReplyToConversation       func(childComplexity int, input model.ReplyToConversationInput) int
 		ResetSession              func(childComplexity int) int
 		RotateIdentitySecret      func(childComplexity int) int
-		RotateSecretKey           func(childComplexity int, input *model.RotateSecretKeyInput) int
+		RotateSecretKey           func(childComplexity int, input model.RotateSecretKeyInput) int
 		SendMessage               func(childComplexity int, input model.SendMessageInput) int
 		SetDeal                   func(childComplexity int, input model.SetDealInput) int
 		SetProperties             func(childComplexity int, input model.SetPropertiesInput) int
@@ -499,7 +499,7 @@ type MutationResolver interface {
 	CreateProject(ctx context.Context, input model.CreateProjectInput) (*model.CreateProjectPayload, error)
 	ReplyToConversation(ctx context.Context, input model.ReplyToConversationInput) (*model.ReplyToConversationPayload, error)
 	DeleteProject(ctx context.Context, input model.DeleteProjectInput) (*model.DeleteProjectPayload, error)
-	RotateSecretKey(ctx context.Context, input *model.RotateSecretKeyInput) (*model.RotateSecretKeyPayload, error)
+	RotateSecretKey(ctx context.Context, input model.RotateSecretKeyInput) (*model.RotateSecretKeyPayload, error)
 	UpdateProject(ctx context.Context, input model.UpdateProjectInput) (*model.UpdateProjectPayload, error)
 	RotateIdentitySecret(ctx context.Context) (*model.RotateIdentitySecretPayload, error)
 	AddJwtPublicKey(ctx context.Context, input model.AddJwtPublicKeyInput) (*model.AddJwtPublicKeyPayload, error)
@@ -1362,7 +1362,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.RotateSecretKey(childComplexity, args["input"].(*model.RotateSecretKeyInput)), true
+		return e.ComplexityRoot.Mutation.RotateSecretKey(childComplexity, args["input"].(model.RotateSecretKeyInput)), true
 	case "Mutation.sendMessage":
 		if e.ComplexityRoot.Mutation.SendMessage == nil {
 			break
@@ -3512,8 +3512,8 @@ func (ec *executionContext) field_Mutation_rotateSecretKey_args(ctx context.Cont
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
-		func(ctx context.Context, v any) (*model.RotateSecretKeyInput, error) {
-			return ec.unmarshalORotateSecretKeyInput2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐRotateSecretKeyInput(ctx, v)
+		func(ctx context.Context, v any) (model.RotateSecretKeyInput, error) {
+			return ec.unmarshalNRotateSecretKeyInput2githubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐRotateSecretKeyInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -7063,7 +7063,7 @@ func (ec *executionContext) _Mutation_rotateSecretKey(ctx context.Context, field
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().RotateSecretKey(ctx, fc.Args["input"].(*model.RotateSecretKeyInput))
+			return ec.Resolvers.Mutation().RotateSecretKey(ctx, fc.Args["input"].(model.RotateSecretKeyInput))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.RotateSecretKeyPayload) graphql.Marshaler {
@@ -19519,6 +19519,11 @@ func (ec *executionContext) marshalNRotateIdentitySecretPayload2ᚖgithubᚗcom�
 	return ec._RotateIdentitySecretPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNRotateSecretKeyInput2githubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐRotateSecretKeyInput(ctx context.Context, v any) (model.RotateSecretKeyInput, error) {
+	res, err := ec.unmarshalInputRotateSecretKeyInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNRotateSecretKeyPayload2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐRotateSecretKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.RotateSecretKeyPayload) graphql.Marshaler {
 	if v == nil {
 		if !graphql.HasFieldError(ctx, graphql.GetFieldContext(ctx)) {
@@ -20365,14 +20370,6 @@ func (ec *executionContext) marshalOProject2ᚖgithubᚗcomᚋknownhqᚋknownᚐ
 		return graphql.Null
 	}
 	return ec._Project(ctx, sel, v)
-}
-
-func (ec *executionContext) unmarshalORotateSecretKeyInput2ᚖgithubᚗcomᚋknownhqᚋknownᚋgraphᚋmodelᚐRotateSecretKeyInput(ctx context.Context, v any) (*model.RotateSecretKeyInput, error) {
-	if v == nil {
-		return nil, nil
-	}
-	res, err := ec.unmarshalInputRotateSecretKeyInput(ctx, v)
-	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalOStageMode2ᚖgithubᚗcomᚋknownhqᚋknownᚐStageMode(ctx context.Context, v any) (*known.StageMode, error) {

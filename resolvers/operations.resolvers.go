@@ -46,12 +46,8 @@ func (r *mutationResolver) DeleteProject(ctx context.Context, input model.Delete
 }
 
 // RotateSecretKey is the resolver for the rotateSecretKey field.
-func (r *mutationResolver) RotateSecretKey(ctx context.Context, input *model.RotateSecretKeyInput) (*model.RotateSecretKeyPayload, error) {
-	var grace *int
-	if input != nil {
-		grace = input.GraceMinutes
-	}
-	k, ues, err := result(r.Service.RotateSecretKey(ctx, grace))
+func (r *mutationResolver) RotateSecretKey(ctx context.Context, input model.RotateSecretKeyInput) (*model.RotateSecretKeyPayload, error) {
+	k, ues, err := result(r.Service.RotateSecretKey(ctx, input.GraceMinutes))
 	if err != nil {
 		return nil, err
 	}
