@@ -30,7 +30,9 @@ func TestOperationsOverGraphQL(t *testing.T) {
 	gql(t, k.URL, key, `{ projects { nodes { id } } }`, nil).requireCode(t, "FORBIDDEN")
 
 	var id struct {
-		Identify struct{ Session struct{ Token, UserID string } }
+		Identify struct {
+			Session struct{ Token, UserID string }
+		}
 	}
 	widgetGQL(t, k.URL, "", `mutation($a: ID!, $h: String!) { identify(input: {appId: $a, userId: "ops-1", email: "ops@example.com", userHash: $h}) { session { token userId } } }`,
 		map[string]any{"a": appID, "h": userHashOf(secret, "ops-1")}).decode(t, &id)
