@@ -27,6 +27,7 @@ type config struct {
 	Demo                 bool // serve the demo page at /demo
 	FerretDBShared       bool
 	PrintVersion         bool // -version: print the build and exit
+	TrustedProxies       trustedProxies // may name the client in X-Forwarded-For
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -38,7 +39,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	var c config
 	var maxAge, shutdown, allowPrivate, concurrency, rate, ferretShared string
-	var demo string
+	var demo, proxies string
 	fs := flag.NewFlagSet("known", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("KNOWN_ADDR", "127.0.0.1:8080"), "listen address (KNOWN_ADDR)")
@@ -53,6 +54,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&shutdown, "shutdown-timeout", env("KNOWN_SHUTDOWN_TIMEOUT", "20s"), "how long in-flight requests may finish at shutdown (KNOWN_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&demo, "demo", env("KNOWN_DEMO", "false"), "serve a page at /demo that embeds the widget for the Demo project (KNOWN_DEMO)")
 	fs.StringVar(&ferretShared, "ferretdb-shared", env("KNOWN_FERRETDB_SHARED", ""), "unsafe: let several instances share a FerretDB database (KNOWN_FERRETDB_SHARED)")
+	fs.StringVar(&proxies, "trusted-proxies", env("KNOWN_TRUSTED_PROXIES", ""), "CIDRs of the reverse proxies whose X-Forwarded-For names the client (KNOWN_TRUSTED_PROXIES)")
 	// A URI's password must not show as the flag's default in -h.
 	fs.Lookup("mongodb-uri").DefValue = redactURI(fs.Lookup("mongodb-uri").DefValue)
 	fs.Usage = func() { usage(fs, getenv) }
@@ -84,6 +86,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.WidgetRateLimit, err = strconv.ParseFloat(rate, 64); err != nil || c.WidgetRateLimit < 0 {
 		return c, fmt.Errorf("KNOWN_WIDGET_RATE_LIMIT: %q is not a number of at least 0", rate)
+	}
+	if c.TrustedProxies, err = parseTrustedProxies(proxies); err != nil {
+		return c, err
 	}
 	switch ferretShared {
 	case "":

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -150,7 +149,7 @@ func logRequests(log zerolog.Logger, m *metrics, next http.Handler) http.Handler
 			ev = ev.AnErr("error", info.cause)
 		}
 		ev.Str("request_id", id).Str("method", r.Method).Str("path", r.URL.Path).
-			Str("operation", info.operation).Str("project", string(info.project)).
+			Str("operation", info.operation).Str("project", string(info.project)).Str("client_ip", clientIP(r)).
 			Int("status", rec.status).Dur("duration", elapsed).Strs("error_codes", info.errors).
 			Msg("request")
 	})
@@ -286,14 +285,10 @@ func authenticateWith(fail failFunc, svc *service.Service, next http.Handler) ht
 // context, for the widget rate limit and the project's allowedOrigins.
 func withClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The peer's address, never X-Forwarded-For: any caller can write that header, and the
-		// rate limit would then key on whatever it chose.
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
 		c := known.Client{
-			IP:          ip,
+			// X-Forwarded-For counts only from a trusted proxy (proxies.go): any caller can
+			// write that header, and the rate limit would then key on whatever it chose.
+			IP:          clientIP(r),
 			Origin:      r.Header.Get("Origin"),
 			WidgetToken: strings.TrimSpace(r.Header.Get("X-Widget-Session")),
 			Memo:        &known.Memo{},

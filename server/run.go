@@ -124,7 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if demo != nil {
 			// Shown once, like every secret key: this is how a first run gets a usable project.
 			log.Info().Str("app_id", string(demo.Project.ID)).Str("secret_key", demo.SecretKey).
-				Msg("created the Demo project; use its secret key as Agent-Secret-Key (it is not shown again)")
+				Str("identity_secret", demo.IdentitySecret).
+				Msg("created the Demo project; use its secret key as Agent-Secret-Key and its identity secret for userHash (neither is shown again)")
 		}
 	}
 
@@ -135,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(log, svc, st, m, withDemo(cfg.Demo)),
+		Handler:           withClientAddress(cfg.TrustedProxies, newServer(log, svc, st, m, withDemo(cfg.Demo))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

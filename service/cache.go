@@ -66,3 +66,9 @@ func (c *ttlCache[K, V]) forget(k K) {
 	defer c.mu.Unlock()
 	delete(c.items, k)
 }
+
+func (c *ttlCache[K, V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.items)
+}

@@ -465,6 +465,9 @@ func (s *Service) identifyOnce(ctx context.Context, wc *widgetCall, c *claim) (*
 	if err != nil {
 		return nil, err
 	}
+	if err := s.auditIdentify(ctx, wc.project.ID, ss.VisitorID, plan, f.Current, u); err != nil {
+		return nil, err
+	}
 	if ended != "" {
 		if err := s.store.RevokeSession(ctx, ended, wc.now); err != nil {
 			return nil, err

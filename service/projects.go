@@ -24,15 +24,8 @@ type NewProject struct {
 // it fails with UNAUTHENTICATED, with another one with FORBIDDEN, and when no admin token is
 // configured with FORBIDDEN. A blank or over-long name is an INVALID user error.
 func (s *Service) CreateProject(ctx context.Context, name string) (*NewProject, error) {
-	c := known.CallerFromContext(ctx)
-	switch {
-	case c.Admin:
-	case s.adminToken == "":
-		return nil, known.Errorf(known.Forbidden, "createProject is disabled: the operator has not set KNOWN_ADMIN_TOKEN")
-	case c.ProjectID == "" && !c.BadCredential:
-		return nil, known.Errorf(known.Unauthenticated, "createProject needs the admin token as Authorization: Bearer <token>")
-	default:
-		return nil, known.Errorf(known.Forbidden, "createProject needs the admin token, not a project key")
+	if err := s.requireAdmin(ctx, "createProject"); err != nil {
+		return nil, err
 	}
 	var v validator
 	name = v.requiredString(path("input", "name"), name)

@@ -100,7 +100,7 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (known.Ca
 	hash := secret.HashKey(credential)
 	kp, ok := s.keyProjects.get(hash)
 	if !ok {
-		p, err := s.store.ProjectIDByKeyHash(ctx, hash)
+		p, err := s.store.ProjectIDByKeyHash(ctx, hash, s.now())
 		if err != nil && known.ErrorCode(err) != known.NotFound {
 			return known.Caller{}, err
 		}

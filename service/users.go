@@ -220,7 +220,10 @@ func (s *Service) DeleteUser(ctx context.Context, id known.UserID) error {
 	if known.ErrorCode(err) == known.NotFound {
 		return known.FieldErrorf(path("input", "id"), known.NotFound, "no user with this id")
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.record(ctx, p, &known.AuditEntry{Action: known.AuditUserDeleted, UserID: &id})
 }
 
 // ConversationIDs returns the ids of a user's conversations, newest first. The user must have

@@ -34,6 +34,9 @@ func (s *Service) RotateIdentitySecret(ctx context.Context) (string, time.Time, 
 	if err := s.store.RotateIdentitySecret(ctx, p, s.box.Seal([]byte(fresh), string(p)), now, grace); err != nil {
 		return "", time.Time{}, err
 	}
+	if err := s.record(ctx, p, &known.AuditEntry{Action: known.AuditIdentitySecretRotated}); err != nil {
+		return "", time.Time{}, err
+	}
 	return fresh, grace, nil
 }
 
@@ -61,6 +64,9 @@ func (s *Service) AddJwtPublicKey(ctx context.Context, pemText string, algorithm
 	now := s.clock()
 	k := known.JwtKey{ID: "key_" + secret.Random(12), Algorithm: string(alg), PEM: strings.TrimSpace(pemText) + "\n", CreatedAt: now}
 	if err := s.store.AddJwtKey(ctx, p, k, now, now.Add(KeyGrace)); err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, p, &known.AuditEntry{Action: known.AuditJwtKeyAdded, Subject: &k.ID}); err != nil {
 		return nil, err
 	}
 	return &k, nil
@@ -187,7 +193,13 @@ func (s *Service) jwtClaim(ctx context.Context, wc *widgetCall, raw, extField st
 	if err != nil {
 		return nil, err
 	}
-	id, err := claimString(claims.UserID)
+	userID := claims.UserID
+	if userID == nil && claims.Subject != "" {
+		// The standard claim for "who this token is about": taken when no id is signed, so that
+		// a token from a generic identity provider does not land as an email-only claim.
+		userID = claims.Subject
+	}
+	id, err := claimString(userID)
 	if err != nil {
 		return nil, failed("jwt", "the id claim must be a string or a number")
 	}

@@ -37,6 +37,9 @@ type keyDoc struct {
 	ID        string    `bson:"_id"`
 	ProjectID string    `bson:"projectId"`
 	CreatedAt time.Time `bson:"createdAt"`
+	// ExpiresAt is when a key replaced by rotateSecretKey stops authenticating; nil while it
+	// is current.
+	ExpiresAt *time.Time `bson:"expiresAt,omitempty"`
 }
 
 func (d *projectDoc) project() *known.Project {
@@ -77,15 +80,18 @@ func (s *Store) CreateProject(ctx context.Context, p *known.Project, keyHash, se
 	return nil
 }
 
-// ProjectIDByKeyHash returns the project that owns the secret key with this hash.
-// It returns NotFound when no project does.
-func (s *Store) ProjectIDByKeyHash(ctx context.Context, hash string) (known.ProjectID, error) {
+// ProjectIDByKeyHash returns the project that owns the secret key with this hash as of now.
+// It returns NotFound when no project does, or when the key expired (replaced by a rotation).
+func (s *Store) ProjectIDByKeyHash(ctx context.Context, hash string, now time.Time) (known.ProjectID, error) {
 	var d keyDoc
 	if err := s.projectKeys.FindOne(ctx, bson.M{"_id": hash}).Decode(&d); err != nil {
 		if isNoDocuments(err) {
 			return "", notFound("key")
 		}
 		return "", fmt.Errorf("store: finding key: %w", err)
+	}
+	if d.ExpiresAt != nil && !now.Before(*d.ExpiresAt) {
+		return "", notFound("key")
 	}
 	return known.ProjectID(d.ProjectID), nil
 }

@@ -222,6 +222,8 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		s.sessions: {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
 		s.jwtIDs:   {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
 		s.idTokens: {{Keys: bson.D{{Key: "expiresAt", Value: 1}}}},
+
+		s.auditLog(): auditIndexes,
 	}
 	for coll, models := range specs {
 		// One at a time: FerretDB 1.24 panics when createIndexes names several indexes of

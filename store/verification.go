@@ -205,11 +205,11 @@ func (s *Store) IdentificationToken(ctx context.Context, p known.ProjectID, hash
 		LastName: d.LastName, CreatedAt: d.CreatedAt, ExpiresAt: d.ExpiresAt}, nil
 }
 
-// DeleteExpired removes expired sessions, jti records and identification tokens (no TTL
-// index is honoured by both MongoDB and FerretDB, so a sweeper calls this).
+// DeleteExpired removes expired sessions, jti records, identification tokens and replaced
+// secret keys (no TTL index is honoured by both MongoDB and FerretDB, so a sweeper calls this).
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int64, error) {
 	var n int64
-	for _, coll := range []*mongo.Collection{s.sessions, s.jwtIDs, s.idTokens} {
+	for _, coll := range []*mongo.Collection{s.sessions, s.jwtIDs, s.idTokens, s.projectKeys} {
 		r, err := coll.DeleteMany(ctx, bson.M{"expiresAt": bson.M{"$lt": now}})
 		if err != nil {
 			return n, fmt.Errorf("store: deleting expired %s: %w", coll.Name(), err)

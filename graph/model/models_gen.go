@@ -28,6 +28,24 @@ type AddJwtPublicKeyPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
+// A page of audit entries, newest first.
+type AuditEntryConnection struct {
+	// The entries of this page, each with its cursor.
+	Edges []*AuditEntryEdge `json:"edges"`
+	// The entries of this page, without cursors.
+	Nodes []*known.AuditEntry `json:"nodes"`
+	// Where this page sits; `endCursor` fetches the next one.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// An audit entry in a page, with its cursor.
+type AuditEntryEdge struct {
+	// Opaque cursor of this entry; pass it as `after` to continue after it.
+	Cursor string `json:"cursor"`
+	// The entry.
+	Node *known.AuditEntry `json:"node"`
+}
+
 // A page of companies, newest first (Relay connection).
 type CompanyConnection struct {
 	// The companies of this page, each with its cursor.
@@ -149,6 +167,20 @@ type CreateUserPayload struct {
 	// The user created; null when `userErrors` is non-empty.
 	User *known.User `json:"user,omitempty"`
 	// Why the input was rejected; empty on success.
+	UserErrors []*UserError `json:"userErrors"`
+}
+
+// The project to erase.
+type DeleteProjectInput struct {
+	// The project's opaque global id (`Project.id`, not its `appId`).
+	ID string `json:"id"`
+}
+
+// The result of `deleteProject`.
+type DeleteProjectPayload struct {
+	// The global id of the erased project; null when `userErrors` is non-empty.
+	DeletedProjectID *string `json:"deletedProjectId,omitempty"`
+	// Why the input was rejected (`NOT_FOUND`: no such project); empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
 
@@ -328,6 +360,24 @@ type PageInfo struct {
 	EndCursor *string `json:"endCursor,omitempty"`
 }
 
+// A page of projects.
+type ProjectConnection struct {
+	// The projects of this page, each with its cursor.
+	Edges []*ProjectEdge `json:"edges"`
+	// The projects of this page, without cursors.
+	Nodes []*known.Project `json:"nodes"`
+	// Where this page sits; `endCursor` fetches the next one.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// A project in a page, with its cursor.
+type ProjectEdge struct {
+	// Opaque cursor of this project; pass it as `after` to continue after it.
+	Cursor string `json:"cursor"`
+	// The project.
+	Node *known.Project `json:"node"`
+}
+
 // Read operations. Every query needs the project's secret key (header `Agent-Secret-Key: <key>` or `Authorization: Bearer <key>`) and sees only that project's objects, except `session`, which the widget calls with its `X-Widget-Session` token.
 type Query struct {
 }
@@ -363,6 +413,22 @@ type RotateIdentitySecretPayload struct {
 	// When the previous secret stops verifying user hashes (2 hours from now); null when `userErrors` is non-empty.
 	PreviousSecretExpiresAt *time.Time `json:"previousSecretExpiresAt,omitempty"`
 	// Why the call was rejected; empty on success.
+	UserErrors []*UserError `json:"userErrors"`
+}
+
+// How a secret key rotation treats the old keys.
+type RotateSecretKeyInput struct {
+	// Minutes the project's other keys keep working, 0–10080 (7 days); 0 or left out stops them at once. A key already due to stop sooner keeps its time.
+	GraceMinutes *int `json:"graceMinutes,omitempty"`
+}
+
+// The result of `rotateSecretKey`.
+type RotateSecretKeyPayload struct {
+	// The new secret key, shown only this once (Known keeps only its SHA-256 hash); null when `userErrors` is non-empty.
+	SecretKey *string `json:"secretKey,omitempty"`
+	// When the project's other keys stop working (now, without a grace period); null when `userErrors` is non-empty.
+	PreviousKeyExpiresAt *time.Time `json:"previousKeyExpiresAt,omitempty"`
+	// Why the input was rejected (`INVALID`: negative; `LIMIT_EXCEEDED`: over 7 days); empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
 
