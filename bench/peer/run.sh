@@ -28,6 +28,7 @@ PAGE=${PAGE:-100}       # the dashboard page size
 CONNS=${CONNS:-8}       # wrk connections
 FLOOR=${FLOOR:-1}       # 1: also measure ../shared/peers/gofloor
 OUT=${OUT:-}            # a file that also receives the output
+KEEP=${KEEP:-0}         # 1: keep the temporary directory (logs, pages) and say where
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 PEERS=${PEERS:-$REPO/../shared/peers}
@@ -58,7 +59,7 @@ cleanup() {
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
-	rm -rf "$TMP"
+	if [[ $KEEP == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -193,10 +194,24 @@ for w in dashboard identify; do
 done
 FETCHED_AFTER=$(curl -s "${USERAPI}served")
 echo "   load average $(cut -d' ' -f1-3 /proc/loadavg) at end; profiles fetched from the user API while measuring: $((FETCHED_AFTER - FETCHED_BEFORE)) (Known fetches a new identified user's profile in the background)"
+# wrk cuts the requests in flight when a round ends; Known logs those too
+CUT=$(grep -c 'context canceled' "$TMP/known.log" || true)
+OTHER=$(grep -v 'context canceled' "$TMP/known.log" | grep -vc '"message":"request"' || true)
+echo "   Known's log at warn level or above: $(wc -l <"$TMP/known.log") lines, $CUT of them on requests cut off by the end of a round (context canceled), $OTHER other ones$( ((OTHER > 0)) && printf ', the first:\n%s' "$(grep -v 'context canceled' "$TMP/known.log" | grep -v '"message":"request"' | head -3 | cut -c1-300)")"
 
 # ---- summary ----
 echo
 awk -v hz="$HZ" '
+# the ratio in each round (Known and the peer measured one after the other), to see the spread
+function rounds(x, what,    r, out, a, b) {
+	out = ""
+	for (r = 1; (x SUBSEP r SUBSEP "known") in R4; r++) {
+		a = x SUBSEP r SUBSEP "known"; b = x SUBSEP r SUBSEP "peer"
+		out = out sprintf("%s%.2f", (r > 1 ? " " : ""), what == "rps" ? (R4[a] / R5[a]) / (R4[b] / R5[b]) : (R6[b] / R4[b]) / (R6[a] / R4[a]))
+	}
+	return out
+}
+{ R4[$1, $2, $3] = $4; R5[$1, $2, $3] = $5; R6[$1, $2, $3] = $6 }
 { k = $1 SUBSEP $3; req[k] += $4; sec[k] += $5; cpu[k] += $6; st[k] += $7; bad[k] += $8 + $10; seen[$3] = 1; w[$1] = 1 }
 END {
 	for (x in w) order[x == "dashboard" ? 1 : 2] = x
@@ -209,8 +224,8 @@ END {
 			rps[s] = req[k] / sec[k]; ms[s] = cpu[k] * 1000 / hz / req[k]; sms[s] = st[k] * 1000 / hz / req[k]
 			printf "  %-6s %8.1f req/s  %7.2f ms CPU/req  (store %6.2f ms/req)  %d requests, %d failed\n", s, rps[s], ms[s], sms[s], req[k], bad[k]
 		}
-		printf "  requests/s  Known/peer  %.2f   (target >= 1)\n", rps["known"] / rps["peer"]
-		printf "  CPU/request peer/Known  %.2f   (target >= 3)\n", ms["peer"] / ms["known"]
+		printf "  requests/s  Known/peer  %.2f   (target >= 1; rounds: %s)\n", rps["known"] / rps["peer"], rounds(x, "rps")
+		printf "  CPU/request peer/Known  %.2f   (target >= 3; rounds: %s)\n", ms["peer"] / ms["known"], rounds(x, "cpu")
 		if ("floor" in seen) printf "  CPU/request Known/floor %.2f   (the floor: hand-written Go)\n", ms["known"] / ms["floor"]
 	}
 }' "$TMP/rounds"
