@@ -14,8 +14,8 @@
 # customer user API, Known and the peers, each server in its own database; seeds each the same
 # way (USERS users, each with a conversation holding a message, linked to one of 7 companies and
 # to one organization; Known through its public GraphQL API only); warms profiles (max age 1 h on
-# every server, so none is fetched while measuring) and checks that every server answers the same
-# page; then drives each with wrk (CONNS connections) in alternation, Known, peer, floor, Known, …,
+# every server, so that the dashboard fetches none while measuring; Known's identify fetches the
+# new user's profile in the background) and checks that every server answers the same page; then drives each with wrk (CONNS connections) in alternation, Known, peer, floor, Known, …,
 # for the dashboard query at first: PAGE and for identify of a new user with a new company. Each
 # server's CPU time (utime + stime from /proc/<pid>/stat) and the store's is read before and after
 # every round. Every process it starts is stopped on exit.
