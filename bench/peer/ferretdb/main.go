@@ -1,0 +1,40 @@
+// Command ferretdb serves an external FerretDB (on SQLite files, through Known's store/embedded
+// package) on a loopback address, as a process of its own: the benchmark in ../run.sh puts Known
+// and the reference peers on it, so that the store's CPU is counted for neither server.
+//
+//	ferretdb -dir /tmp/x -addr 127.0.0.1:27018
+//
+// It prints "ready mongodb://…/" once it accepts connections and stops on SIGINT or SIGTERM.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/knownhq/known/store/embedded"
+	"github.com/rs/zerolog"
+)
+
+func main() {
+	dir := flag.String("dir", "", "directory of the SQLite files (required)")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address, on loopback")
+	flag.Parse()
+	if *dir == "" {
+		fmt.Fprintln(os.Stderr, "ferretdb: -dir is required")
+		os.Exit(2)
+	}
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	s, err := embedded.Start(*dir, *addr, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferretdb:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready", s.URI())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	s.Stop()
+}
