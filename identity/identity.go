@@ -141,20 +141,34 @@ func Decide(c Claim, f Facts, now time.Time) (Plan, error) {
 	var targetField []string
 	proved := c.Method != nil
 	// A proven identity lands on the user that holds it proven, or as written by the
-	// customer's backend, or that only this browser was ever identified as.
-	for _, a := range c.Identities {
-		h := f.Holders[a.Kind]
-		if !a.Proven || h == nil {
-			continue
+	// customer's backend; failing those, on a user that only this browser was ever
+	// identified as. Two users chosen so are a conflict.
+	for _, strong := range []bool{true, false} {
+		for _, a := range c.Identities {
+			h := f.Holders[a.Kind]
+			if !a.Proven || h == nil {
+				continue
+			}
+			held := h.Identity(a.Kind)
+			if held == nil {
+				continue
+			}
+			if strong && !(held.Proven || held.Source == known.SourceAPI) || !strong && !madeByThisBrowser(h, ss) {
+				continue
+			}
+			if target != nil && target.ID != h.ID {
+				if !strong {
+					target = nil // two of this browser's users: land on neither
+					break
+				}
+				return Plan{}, refuse(a.Field, known.IdentityConflict,
+					"this %s belongs to another user than the other identity this proof proves", fieldName(a.Field))
+			}
+			target, targetField = h, a.Field
 		}
-		if held := h.Identity(a.Kind); held == nil || !(held.Proven || held.Source == known.SourceAPI || madeByThisBrowser(h, ss)) {
-			continue
+		if target != nil {
+			break
 		}
-		if target != nil && target.ID != h.ID {
-			return Plan{}, refuse(a.Field, known.IdentityConflict,
-				"this %s belongs to another user than the other identity this proof proves", fieldName(a.Field))
-		}
-		target, targetField = h, a.Field
 	}
 	if !proved {
 		var err error
@@ -207,6 +221,15 @@ func Decide(c Claim, f Facts, now time.Time) (Plan, error) {
 		p.NewVisitor = true // identified as someone else: this identity is a new person
 	}
 
+	// A claim never replaces a proven identity: a new value of it needs a proof.
+	if p.User != nil {
+		for _, a := range c.Identities {
+			if id := p.User.Identity(a.Kind); !a.Proven && id != nil && id.Proven && id.Value != a.Value {
+				return Plan{}, refuse(a.Field, known.VerificationRequired,
+					"the user's %s is proven: a new one needs a proof of it too", fieldName(a.Field))
+			}
+		}
+	}
 	p.Identities, p.Add, p.Release = next(c, p.User, now)
 
 	// The session after the call.

@@ -232,6 +232,15 @@ func TestDecide(t *testing.T) {
 			want{user: "alice", level: known.LevelVerified, proven: []string{"ext:42", "email:alice2@x"}}},
 		{"VerifiedSessionOfSomeoneElseGetsNewVisitor", claim(&token, "email:bob2@x"), identity.Facts{Session: session("vx", known.LevelVerified, alice), Current: alice},
 			want{user: "new", visitor: true, level: known.LevelVerified, proven: []string{"email:bob2@x"}}},
+		// Found by the property test: a claim replacing a proven email left a verified session
+		// on a user with nothing proven.
+		{"ClaimDoesNotReplaceProvenEmail", claim(nil, "ext:9", "email:new@x"), identity.Facts{Holders: map[known.IdentityKind]*known.User{known.IdentityExternalID: dave}, Session: session("vd", known.LevelVerified, dave), Current: dave},
+			want{code: known.VerificationRequired, field: "email"}},
+		// Found by the property test: this browser's own claim of an id must not block its JWT
+		// of the id and an email another user holds proven.
+		{"OwnClaimDoesNotBlockJWT", claim(&jwt, "ext:u-max", "email:max@x"), identity.Facts{Holders: map[known.IdentityKind]*known.User{
+			known.IdentityExternalID: user("u2", "ext:u-max", "visitor:vm"), known.IdentityEmail: user("u1", "email:max@x!")}, Session: session("vm", known.LevelClaimed, nil)},
+			want{user: "u1", takes: []string{"u2"}, level: known.LevelVerified, proven: []string{"ext:u-max", "email:max@x"}}},
 		{"ProofOfOwnIDReplacesClaimedEmail", claim(&hmac, "ext:42", "email:alice2@x"), identity.Facts{Holders: map[known.IdentityKind]*known.User{known.IdentityExternalID: alice}},
 			want{user: "alice", level: known.LevelVerified, proven: []string{"ext:42"}, claimed: []string{"email:alice2@x"}}},
 	}

@@ -67,7 +67,7 @@ func TestPropertyProofIsPerIdentity(t *testing.T) {
 	switch {
 	case testing.Short():
 		runs, steps = 4, 25
-	case raceEnabled():
+	case propRaceEnabled():
 		runs = 60 // the race detector makes each call about five times slower
 	}
 	if *propertyRuns > 0 {
@@ -82,7 +82,7 @@ func TestPropertyProofIsPerIdentity(t *testing.T) {
 	}
 	seed := *propertySeed
 	for i := range runs {
-		seq := genSequence(rand.New(rand.NewPCG(seed, uint64(i))), steps)
+		seq := propGenSequence(rand.New(rand.NewPCG(seed, uint64(i))), steps)
 		t.Run(fmt.Sprintf("seq%03d", i), func(t *testing.T) {
 			t.Parallel() // each on a database of its own
 			h.runAndReport(t, seq, true, fmt.Sprintf("seed %d, sequence %d", seed, i),
@@ -91,8 +91,8 @@ func TestPropertyProofIsPerIdentity(t *testing.T) {
 	}
 }
 
-// raceEnabled reports whether the test binary was built with -race.
-func raceEnabled() bool {
+// propRaceEnabled reports whether the test binary was built with -race.
+func propRaceEnabled() bool {
 	bi, ok := debug.ReadBuildInfo()
 	return ok && slices.Contains(bi.Settings, debug.BuildSetting{Key: "-race", Value: "true"})
 }
@@ -127,19 +127,19 @@ var propertyCorpus = []struct {
 	// proven identity left), and anna's unproven identify of her own id brings her
 	// conversation to the user: bob's session reads it (invariant 1).
 	{"ClaimStripsProofVerifiedSessionReadsClaimant", propSequence{actors: 3, steps: []propStep{
-		{actor: 1, op: opIdentify, ext: propExt(2), email: propEmail(1)},
-		{actor: 1, op: opIdentify, proof: proofJWT, jwtEmail: true},
-		{actor: 1, op: opIdentify, ext: propExt(2), email: propEmail(2)},
-		{actor: 2, op: opStart},
-		{actor: 2, op: opSetUser, ext: propExt(2)},
+		{actor: 1, op: propIdentify, ext: propExt(2), email: propEmail(1)},
+		{actor: 1, op: propIdentify, proof: propJWT, jwtEmail: true},
+		{actor: 1, op: propIdentify, ext: propExt(2), email: propEmail(2)},
+		{actor: 2, op: propStart},
+		{actor: 2, op: propSetUser, ext: propExt(2)},
 	}}},
 	// Found by a random sequence: max proves his email, claims his id on a new user from the
 	// same browser, then a JWT signing both his id and email is refused (IDENTITY_CONFLICT)
 	// because of the user that only claimed the id (invariant 4).
 	{"OwnClaimBlocksJWTOfIDAndEmail", propSequence{actors: 4, steps: []propStep{
-		{actor: 3, op: opIdentify, email: propEmail(3), proof: proofHashEmail},
-		{actor: 3, op: opSetUser, ext: propExt(3), email: propEmail(1)},
-		{actor: 3, op: opIdentify, ext: propExt(3), email: propEmail(3), proof: proofJWT, jwtExt: true, jwtEmail: true},
+		{actor: 3, op: propIdentify, email: propEmail(3), proof: propHashEmail},
+		{actor: 3, op: propSetUser, ext: propExt(3), email: propEmail(1)},
+		{actor: 3, op: propIdentify, ext: propExt(3), email: propEmail(3), proof: propJWT, jwtExt: true, jwtEmail: true},
 	}}},
 }
 
@@ -150,23 +150,23 @@ var propertyCorpus = []struct {
 type propOp int
 
 const (
-	opIdentify propOp = iota
-	opSetUser
-	opLogout // setUser(id: null)
-	opStart  // startConversation
-	opSend   // sendMessage to any conversation id seen so far
-	opReset  // resetSession
-	opOpen   // a new browser: a fresh anonymous session
+	propIdentify propOp = iota
+	propSetUser
+	propLogout // setUser(id: null)
+	propStart  // startConversation
+	propSend   // sendMessage to any conversation id seen so far
+	propReset  // resetSession
+	propOpen   // a new browser: a fresh anonymous session
 )
 
 type propProof int
 
 const (
-	proofNone propProof = iota
-	proofHashExt
-	proofHashEmail
-	proofToken
-	proofJWT
+	propNoProof propProof = iota
+	propHashExt
+	propHashEmail
+	propToken
+	propJWT
 )
 
 type propStep struct {
@@ -187,8 +187,8 @@ type propSequence struct {
 	steps  []propStep
 }
 
-// genSequence makes a sequence of n steps by 2 or 3 actors.
-func genSequence(r *rand.Rand, n int) propSequence {
+// propGenSequence makes a sequence of n steps by 2 or 3 actors.
+func propGenSequence(r *rand.Rand, n int) propSequence {
 	seq := propSequence{actors: 2 + r.IntN(2)}
 	pick := func(p float64) bool { return r.Float64() < p }
 	// anyone's identity, the actor's own half of the time
@@ -204,7 +204,7 @@ func genSequence(r *rand.Rand, n int) propSequence {
 		case x < 0.15:
 			return strings.ToUpper(e[:1]) + e[1:]
 		case x < 0.2:
-			return lookAlike(e)
+			return propLookAlike(e)
 		}
 		return e
 	}
@@ -218,7 +218,7 @@ func genSequence(r *rand.Rand, n int) propSequence {
 		a := s.actor
 		switch x := r.Float64(); {
 		case x < 0.45:
-			s.op = opIdentify
+			s.op = propIdentify
 			switch y := r.Float64(); {
 			case y < 0.5: // claims only
 				if pick(0.6) {
@@ -231,7 +231,7 @@ func genSequence(r *rand.Rand, n int) propSequence {
 					s.phone = propPhone(r.IntN(3))
 				}
 			case y < 0.65: // userHash of the own externalId, maybe with a claimed email
-				s.proof, s.ext = proofHashExt, propExt(a)
+				s.proof, s.ext = propHashExt, propExt(a)
 				if pick(0.05) {
 					s.ext = propExt(r.IntN(seq.actors)) // the own hash sent with another id
 				}
@@ -239,9 +239,9 @@ func genSequence(r *rand.Rand, n int) propSequence {
 					s.email = email(who(a))
 				}
 			case y < 0.75: // userHash of the own email
-				s.proof, s.email = proofHashEmail, email(a)
+				s.proof, s.email = propHashEmail, email(a)
 			case y < 0.88: // identification token of the own email, maybe with a claimed id
-				s.proof, s.email = proofToken, email(a)
+				s.proof, s.email = propToken, email(a)
 				if pick(0.05) {
 					s.email = email(r.IntN(seq.actors)) // the own token sent with another email
 				}
@@ -249,7 +249,7 @@ func genSequence(r *rand.Rand, n int) propSequence {
 					s.ext = propExt(who(a))
 				}
 			default: // a JWT signing the own id and/or email; unsigned input fields ride along
-				s.proof = proofJWT
+				s.proof = propJWT
 				s.jwtExt = pick(0.7)
 				s.jwtEmail = !s.jwtExt || pick(0.5)
 				if pick(0.3) {
@@ -260,29 +260,29 @@ func genSequence(r *rand.Rand, n int) propSequence {
 				}
 			}
 		case x < 0.6:
-			s.op = opSetUser
+			s.op = propSetUser
 			s.ext = propExt(who(a))
 			if pick(0.5) {
 				s.email = email(who(a))
 			}
 			switch y := r.Float64(); {
 			case y < 0.3:
-				s.proof, s.ext = proofHashExt, propExt(a)
+				s.proof, s.ext = propHashExt, propExt(a)
 			case y < 0.5:
-				s.proof = proofJWT
+				s.proof = propJWT
 				s.jwtExt = pick(0.7)
 				s.jwtEmail = !s.jwtExt || pick(0.5)
 			}
 		case x < 0.64:
-			s.op = opLogout
+			s.op = propLogout
 		case x < 0.78:
-			s.op = opStart
+			s.op = propStart
 		case x < 0.88:
-			s.op = opSend
+			s.op = propSend
 		case x < 0.94:
-			s.op = opReset
+			s.op = propReset
 		default:
-			s.op = opOpen
+			s.op = propOpen
 		}
 		seq.steps = append(seq.steps, s)
 		prev = s
@@ -294,9 +294,9 @@ func propExt(i int) string   { return "u-" + propertyNames[i] }
 func propEmail(i int) string { return propertyNames[i] + "@example.com" }
 func propPhone(i int) string { return fmt.Sprintf("+1415555010%d", i) }
 
-// lookAlike spells an email with a character that NFKC folds to a letter of it (KELVIN SIGN
+// propLookAlike spells an email with a character that NFKC folds to a letter of it (KELVIN SIGN
 // for k, a fullwidth letter otherwise): Known must refuse it rather than match the real one.
-func lookAlike(e string) string {
+func propLookAlike(e string) string {
 	if strings.Contains(e, "k") {
 		return strings.Replace(e, "k", "\u212A", 1)
 	}
@@ -313,8 +313,8 @@ func (s propStep) String() string {
 		}
 	}
 	switch s.op {
-	case opIdentify, opSetUser:
-		if s.op == opIdentify {
+	case propIdentify, propSetUser:
+		if s.op == propIdentify {
 			b += "identify"
 			add("userId", s.ext)
 		} else {
@@ -324,13 +324,13 @@ func (s propStep) String() string {
 		add("email", s.email)
 		add("phoneNumber", s.phone)
 		switch s.proof {
-		case proofHashExt:
+		case propHashExt:
 			fields = append(fields, "userHash=hash("+propExt(s.actor)+")")
-		case proofHashEmail:
+		case propHashEmail:
 			fields = append(fields, "userHash=hash("+propEmail(s.actor)+")")
-		case proofToken:
+		case propToken:
 			fields = append(fields, "identificationToken=token("+propEmail(s.actor)+")")
-		case proofJWT:
+		case propJWT:
 			var signed []string
 			if s.jwtExt {
 				signed = append(signed, "id="+propExt(s.actor))
@@ -341,13 +341,13 @@ func (s propStep) String() string {
 			fields = append(fields, "jwt{"+strings.Join(signed, ",")+"}")
 		}
 		return b + "(" + strings.Join(fields, " ") + ")"
-	case opLogout:
+	case propLogout:
 		return b + "setUser(id=null)"
-	case opStart:
+	case propStart:
 		return b + "startConversation"
-	case opSend:
+	case propSend:
 		return fmt.Sprintf("%ssendMessage(conversation #%d)", b, s.conv)
-	case opReset:
+	case propReset:
 		return b + "resetSession"
 	}
 	return b + "open a new browser"
@@ -475,18 +475,18 @@ func (r *propRun) sessionText(ss *known.Session) string {
 	return fmt.Sprintf("ok %s %s", ss.Level, r.label(ss.UserID))
 }
 
-// userErrorCodes are the codes a rejected identity call may answer with.
-var userErrorCodes = []known.Code{known.IdentityConflict, known.VerificationRequired, known.VerificationFailed,
+// propUserErrorCodes are the codes a rejected identity call may answer with.
+var propUserErrorCodes = []known.Code{known.IdentityConflict, known.VerificationRequired, known.VerificationFailed,
 	known.LimitExceeded, known.Invalid}
 
-// badError says why err is not an acceptable rejection ("" when it is).
-func badError(err error, also ...known.Code) string {
+// propBadError says why err is not an acceptable rejection ("" when it is).
+func propBadError(err error, also ...known.Code) string {
 	es, other := known.UserErrors(err)
 	if other != nil {
 		return fmt.Sprintf("an error that is not a user error: %v", err)
 	}
 	for _, e := range es {
-		if !slices.Contains(userErrorCodes, e.Code) && !slices.Contains(also, e.Code) {
+		if !slices.Contains(propUserErrorCodes, e.Code) && !slices.Contains(also, e.Code) {
 			return fmt.Sprintf("error code %s: %v", e.Code, err)
 		}
 	}
@@ -500,7 +500,7 @@ func (r *propRun) do(s propStep) (string, int, string) {
 	b := s.browser % len(a.browsers)
 	ctx := widgetCtx(a.browsers[b].Token)
 	switch s.op {
-	case opOpen:
+	case propOpen:
 		if len(a.browsers) == 3 {
 			return "skipped: 3 browsers already", 0, ""
 		}
@@ -511,7 +511,7 @@ func (r *propRun) do(s propStep) (string, int, string) {
 		a.browsers = append(a.browsers, ss)
 		r.changed = true
 		return fmt.Sprintf("browser #%d", len(a.browsers)-1), 0, ""
-	case opReset:
+	case propReset:
 		ss, err := r.e.svc.ResetSession(ctx)
 		if err != nil {
 			return err.Error(), 0, fmt.Sprintf("resetSession failed: %v", err)
@@ -519,10 +519,10 @@ func (r *propRun) do(s propStep) (string, int, string) {
 		a.browsers[b] = ss
 		r.changed = true
 		return r.sessionText(ss), 0, ""
-	case opStart:
+	case propStart:
 		c, err := r.e.svc.StartConversation(ctx, nil, "hello from "+propertyNames[s.actor])
 		if err != nil {
-			return string(known.ErrorCode(err)), 0, badError(err)
+			return string(known.ErrorCode(err)), 0, propBadError(err)
 		}
 		r.starter[c.ID] = s.actor
 		r.changed = true
@@ -537,14 +537,14 @@ func (r *propRun) do(s propStep) (string, int, string) {
 		}
 		r.convs = append(r.convs, c.ID)
 		return fmt.Sprintf("conversation #%d on %s", len(r.convs)-1, r.label(c.UserID)), 0, ""
-	case opSend:
+	case propSend:
 		if len(r.convs) == 0 {
 			return "skipped: no conversation yet", 0, ""
 		}
 		i := s.conv % len(r.convs)
 		_, err := r.e.svc.SendMessage(ctx, nil, r.convs[i], "hi")
 		if err != nil {
-			return fmt.Sprintf("conversation #%d: %s", i, known.ErrorCode(err)), 0, badError(err, known.NotFound)
+			return fmt.Sprintf("conversation #%d: %s", i, known.ErrorCode(err)), 0, propBadError(err, known.NotFound)
 		}
 		c, err := r.e.svc.Conversation(r.e.ctx, r.convs[i])
 		if err != nil {
@@ -558,7 +558,7 @@ func (r *propRun) do(s propStep) (string, int, string) {
 			return fmt.Sprintf("sent to conversation #%d", i), 1, fmt.Sprintf("%s#%d sent a message to %s", propertyNames[s.actor], b, v)
 		}
 		return fmt.Sprintf("sent to conversation #%d", i), 0, ""
-	case opLogout:
+	case propLogout:
 		ss, err := setUserErr(r.e, a.browsers[b].Token, service.SetUserInput{})
 		if err != nil {
 			return string(known.ErrorCode(err)), 0, fmt.Sprintf("setUser(id: null) failed: %v", err)
@@ -581,11 +581,11 @@ func (r *propRun) identity(s propStep, a *propActor, b int) (string, int, string
 	var hash, tok, jwtText *string
 	ownExt, ownEmail := propExt(s.actor), propEmail(s.actor)
 	switch s.proof {
-	case proofHashExt:
+	case propHashExt:
 		hash = str(hashOf(r.e.project.IdentitySecret, ownExt))
-	case proofHashEmail:
+	case propHashEmail:
 		hash = str(hashOf(r.e.project.IdentitySecret, ownEmail))
-	case proofToken:
+	case propToken:
 		if a.token == "" {
 			t, _, err := r.e.svc.CreateIdentificationToken(r.e.ctx, ownEmail, nil, nil)
 			if err != nil {
@@ -594,7 +594,7 @@ func (r *propRun) identity(s propStep, a *propActor, b int) (string, int, string
 			a.token = t
 		}
 		tok = &a.token
-	case proofJWT:
+	case propJWT:
 		claims := map[string]any{}
 		if s.jwtExt {
 			claims["id"] = ownExt
@@ -624,7 +624,7 @@ func (r *propRun) identity(s propStep, a *propActor, b int) (string, int, string
 		}
 	}
 	switch s.proof {
-	case proofJWT:
+	case propJWT:
 		if s.jwtExt {
 			claim(known.IdentityExternalID, ownExt, true)
 		}
@@ -632,13 +632,13 @@ func (r *propRun) identity(s propStep, a *propActor, b int) (string, int, string
 			claim(known.IdentityEmail, ownEmail, true)
 		}
 	default:
-		claim(known.IdentityExternalID, s.ext, s.proof == proofHashExt)
-		claim(known.IdentityEmail, s.email, s.proof == proofToken || s.proof == proofHashEmail)
+		claim(known.IdentityExternalID, s.ext, s.proof == propHashExt)
+		claim(known.IdentityEmail, s.email, s.proof == propToken || s.proof == propHashEmail)
 		claim(known.IdentityPhone, s.phone, false)
 	}
 	var ss *known.Session
 	var err error
-	if s.op == opIdentify {
+	if s.op == propIdentify {
 		ss, err = identifyErr(r.e, r.actors[s.actor].browsers[b].Token, service.IdentifyInput{UserID: opt(s.ext), Email: opt(s.email),
 			PhoneNumber: opt(s.phone), UserHash: hash, IdentificationToken: tok, JWT: jwtText})
 	} else {
@@ -646,7 +646,7 @@ func (r *propRun) identity(s propStep, a *propActor, b int) (string, int, string
 			UserHash: hash, JWT: jwtText})
 	}
 	if err != nil {
-		if v := badError(err); v != "" {
+		if v := propBadError(err); v != "" {
 			return string(known.ErrorCode(err)), 0, v
 		}
 		if v := r.refusedProof(s, asserted, proven, err); v != "" {
@@ -658,7 +658,7 @@ func (r *propRun) identity(s propStep, a *propActor, b int) (string, int, string
 	r.changed = true
 	outcome := r.sessionText(ss)
 
-	if s.proof != proofNone {
+	if s.proof != propNoProof {
 		for _, k := range proven {
 			if r.owner(k) != s.actor {
 				return outcome, 0, fmt.Sprintf("a proof made for %s was accepted for %s", propertyNames[s.actor], k)
@@ -719,7 +719,7 @@ func (r *propRun) othersProven(actor int, u *known.User) string {
 // is never refused because of a user that only claimed them (API.md §3). It may be refused
 // when the actor's own identities are proven on two different users.
 func (r *propRun) refusedProof(s propStep, asserted, proven []propKey, err error) string {
-	if s.proof == proofNone || len(asserted) != len(proven) || known.ErrorCode(err) == known.Invalid {
+	if s.proof == propNoProof || len(asserted) != len(proven) || known.ErrorCode(err) == known.Invalid {
 		return "" // an INVALID input field (even one a JWT leaves unread) is refused before any proof
 	}
 	users := map[known.UserID]bool{}
@@ -844,7 +844,7 @@ func (r *propRun) check() (int, string) {
 		for bi, ss := range a.browsers {
 			cs, _, err := r.e.svc.SessionConversations(widgetCtx(ss.Token), ss, known.Page{First: 100})
 			if err != nil {
-				if v := badError(err); v != "" {
+				if v := propBadError(err); v != "" {
 					return 0, fmt.Sprintf("%s#%d's conversations: %s", propertyNames[ai], bi, v)
 				}
 				continue // a claimed session of a user verified since reads nothing

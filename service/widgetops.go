@@ -299,11 +299,13 @@ func (s *Service) SessionConversations(ctx context.Context, ss *known.Session, p
 	if err := checkPage(page); err != nil {
 		return nil, false, err
 	}
-	if err := s.mayActFor(ctx, ss); err != nil {
+	u, err := s.sessionUser(ctx, &widgetCall{session: ss}, false)
+	if err != nil {
 		return nil, false, err
 	}
 	f := store.ConversationFilter{VisitorID: &ss.VisitorID}
-	if ss.Verified() && ss.UserID != nil {
+	if ss.Verified() && ss.UserID != nil && u != nil && u.ID == *ss.UserID && u.Verified {
+		// All of the user's only while the user still holds a proven identity.
 		f = store.ConversationFilter{UserID: ss.UserID}
 	}
 	return s.store.Conversations(ctx, ss.ProjectID, f, page)
