@@ -26,7 +26,7 @@ type config struct {
 	ShutdownTimeout      time.Duration
 	Demo                 bool // serve the demo page at /demo
 	FerretDBShared       bool
-	PrintVersion         bool // -version: print the build and exit
+	PrintVersion         bool           // -version: print the build and exit
 	TrustedProxies       trustedProxies // may name the client in X-Forwarded-For
 }
 
