@@ -78,8 +78,6 @@ type Plan struct {
 	// Takes are identities proven by this call that other users only claimed: they move to
 	// User and those users lose them.
 	Takes []Take
-	// Add are the identities whose keys User must come to own (newly asserted, or taken).
-	Add []Asserted
 	// Release are identities of User replaced by this call: their keys are given up.
 	Release []known.Identity
 	// Identities is User's list of identities after the call.
@@ -91,8 +89,6 @@ type Plan struct {
 	// Level and Method are the session's after the call.
 	Level  known.Level
 	Method *known.VerificationMethod
-	// MetadataKeys is how many metadata keys User holds after the call.
-	MetadataKeys int
 }
 
 func refuse(field []string, code known.Code, format string, args ...any) error {
@@ -230,7 +226,7 @@ func Decide(c Claim, f Facts, now time.Time) (Plan, error) {
 			}
 		}
 	}
-	p.Identities, p.Add, p.Release = next(c, p.User, now)
+	p.Identities, p.Release = next(c, p.User, now)
 
 	// The session after the call.
 	switch {
@@ -242,14 +238,12 @@ func Decide(c Claim, f Facts, now time.Time) (Plan, error) {
 		p.Level = known.LevelClaimed
 	}
 
-	var err error
-	p.MetadataKeys, err = metadataKeys(c, p.User, mergeOrPromote(p, current))
-	return p, err
+	return p, checkMetadata(c, p.User, mergeOrPromote(p, current))
 }
 
-// next returns user u's identities after claim c (u nil: a new user), the asserted identities
-// whose keys u must come to own, and u's identities the claim replaces.
-func next(c Claim, u *known.User, now time.Time) (ids []known.Identity, add []Asserted, release []known.Identity) {
+// next returns user u's identities after claim c (u nil: a new user), and u's identities the
+// claim replaces.
+func next(c Claim, u *known.User, now time.Time) (ids []known.Identity, release []known.Identity) {
 	if u != nil {
 		ids = append(ids, u.Identities...)
 	}
@@ -262,7 +256,6 @@ func next(c Claim, u *known.User, now time.Time) (ids []known.Identity, add []As
 		switch {
 		case i < 0:
 			ids = append(ids, n)
-			add = append(add, a)
 		case ids[i].Value == a.Value:
 			if a.Proven {
 				ids[i] = n // proven (again): the latest proof's method and time
@@ -270,10 +263,9 @@ func next(c Claim, u *known.User, now time.Time) (ids []known.Identity, add []As
 		default:
 			release = append(release, ids[i])
 			ids[i] = n
-			add = append(add, a)
 		}
 	}
-	return ids, add, release
+	return ids, release
 }
 
 // decideFixed decides a claim about a given user (a fetched profile): each identity must be
@@ -289,10 +281,8 @@ func decideFixed(c Claim, f Facts, now time.Time) (Plan, error) {
 		}
 	}
 	p := Plan{User: u}
-	p.Identities, p.Add, p.Release = next(c, u, now)
-	var err error
-	p.MetadataKeys, err = metadataKeys(c, u, nil)
-	return p, err
+	p.Identities, p.Release = next(c, u, now)
+	return p, checkMetadata(c, u, nil)
 }
 
 // decideUnnamed decides a call that asserts no identity: a widget write (setProperties,
@@ -313,9 +303,7 @@ func decideUnnamed(c Claim, f Facts) (Plan, error) {
 		}
 		p.Identities = f.Current.Identities
 	}
-	var err error
-	p.MetadataKeys, err = metadataKeys(c, f.Current, nil)
-	return p, err
+	return p, checkMetadata(c, f.Current, nil)
 }
 
 // match finds the user an unproven claim names (API.md §3), or nil for a new identity.
@@ -419,9 +407,9 @@ func mergeOrPromote(p Plan, current *known.User) *known.User {
 	return nil
 }
 
-// metadataKeys counts the metadata keys user u holds after merging record r into it and
+// checkMetadata counts the metadata keys user u holds after merging record r into it and
 // applying the claim's change; more than MaxMetadataKeys is LIMIT_EXCEEDED.
-func metadataKeys(c Claim, u, r *known.User) (int, error) {
+func checkMetadata(c Claim, u, r *known.User) error {
 	keys := map[string]bool{}
 	for _, x := range []*known.User{u, r} {
 		if x != nil {
@@ -445,9 +433,9 @@ func metadataKeys(c Claim, u, r *known.User) (int, error) {
 		if r != nil && len(r.Metadata) > 0 && u != nil {
 			what = "the user's metadata, merged with this visitor's properties,"
 		}
-		return 0, refuse(field, known.LimitExceeded, "%s would have %d keys; the limit is %d", what, len(keys), MaxMetadataKeys)
+		return refuse(field, known.LimitExceeded, "%s would have %d keys; the limit is %d", what, len(keys), MaxMetadataKeys)
 	}
-	return len(keys), nil
+	return nil
 }
 
 // MayActFor refuses (VERIFICATION_REQUIRED) a session that is not verified as user u when u is
@@ -487,6 +475,6 @@ func (p Plan) String() string {
 	if p.User != nil {
 		user = string(p.User.ID)
 	}
-	return fmt.Sprintf("user=%s promote=%v merge=%v takes=%d add=%d release=%d newVisitor=%v logout=%v level=%s",
-		user, p.Promote, p.Merge != nil, len(p.Takes), len(p.Add), len(p.Release), p.NewVisitor, p.Logout, p.Level)
+	return fmt.Sprintf("user=%s promote=%v merge=%v takes=%d release=%d newVisitor=%v logout=%v level=%s",
+		user, p.Promote, p.Merge != nil, len(p.Takes), len(p.Release), p.NewVisitor, p.Logout, p.Level)
 }

@@ -94,3 +94,5 @@ func (s *Service) AuditLog(ctx context.Context, user *known.UserID, page known.P
 	}
 	return s.store.AuditLog(ctx, p, user, page)
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -818,8 +818,6 @@ func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.Us
 	return checked, writes
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 func strs[T ~string](in []T) []string {
 	out := make([]string, len(in))
 	for i, v := range in {
