@@ -53,6 +53,27 @@ func reaches(oc *graphql.OperationContext, set ast.SelectionSet, path []string, 
 	return false
 }
 
+// PreloadFields are the schema fields the look-ahead names, as "Type.field": a list's items
+// are preloaded by these names, so a field renamed in the schema but not here would silently
+// bring one query per item back. A test checks every one exists (server/lookahead_test.go).
+var PreloadFields = []string{
+	"ConversationConnection.nodes", "ConversationConnection.edges", "ConversationEdge.node",
+	"UserConnection.nodes", "UserConnection.edges", "UserEdge.node",
+	"Conversation." + fieldUser,
+	"User." + fieldCompanies, "User." + fieldActiveCompany, "User." + fieldOrganizations,
+	"User." + fieldConversationIDs, "User." + fieldExternalProfile,
+}
+
+// The fields named by the look-ahead (see PreloadFields).
+const (
+	fieldUser            = "user"
+	fieldCompanies       = "companies"
+	fieldActiveCompany   = "activeCompany"
+	fieldOrganizations   = "organizations"
+	fieldConversationIDs = "conversationIds"
+	fieldExternalProfile = "externalProfile"
+)
+
 // selectsItem reports whether a connection's items (nodes, or edges.node) select path.
 func selectsItem(ctx context.Context, path ...string) bool {
 	return selects(ctx, append([]string{"nodes"}, path...)...) || selects(ctx, append([]string{"edges", "node"}, path...)...)
@@ -61,7 +82,7 @@ func selectsItem(ctx context.Context, path ...string) bool {
 // preloadConversations loads, for a page of conversations, the users and the users' related
 // objects that the query selects.
 func (r *Resolver) preloadConversations(ctx context.Context, cs []*known.Conversation) {
-	if !selectsItem(ctx, "user") {
+	if !selectsItem(ctx, fieldUser) {
 		return
 	}
 	var ids []known.UserID
@@ -74,7 +95,7 @@ func (r *Resolver) preloadConversations(ctx context.Context, cs []*known.Convers
 	if err != nil {
 		return // each item's own load reports it
 	}
-	r.preloadUsers(ctx, present(users), "user")
+	r.preloadUsers(ctx, present(users), fieldUser)
 }
 
 // preloadUsers loads, for a list of users, the related objects the query selects below the
@@ -92,16 +113,16 @@ func (r *Resolver) preloadUsers(ctx context.Context, users []*known.User, prefix
 	}
 	// The kinds load at once: one round trip for all of them, not one after another.
 	var wg sync.WaitGroup
-	if wants("companies") || wants("activeCompany") {
+	if wants(fieldCompanies) || wants(fieldActiveCompany) {
 		wg.Go(func() { _, _ = l.Companies.LoadAll(ctx, companies) })
 	}
-	if wants("organizations") {
+	if wants(fieldOrganizations) {
 		wg.Go(func() { _, _ = l.Organizations.LoadAll(ctx, orgs) })
 	}
-	if wants("conversationIds") {
+	if wants(fieldConversationIDs) {
 		wg.Go(func() { _, _ = l.ConversationIDs.LoadAll(ctx, ids) })
 	}
-	if wants("externalProfile") {
+	if wants(fieldExternalProfile) {
 		wg.Go(func() { _, _ = l.ExternalProfiles.LoadAll(ctx, users) })
 	}
 	wg.Wait()
