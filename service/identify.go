@@ -692,6 +692,12 @@ func (s *Service) userUpdate(wc *widgetCall, c *claim, f *facts, plan identity.P
 	if visitor != "" && !slices.Contains(base.VisitorIDs, visitor) {
 		up.AddVisitorIDs = append(up.AddVisitorIDs, string(visitor))
 	}
+	if c.identified() && visitor != "" {
+		up.Identified = ptrTo(string(visitor)) // user.identified, when the visitor is new to the user
+	}
+	if r := plan.Merge; r != nil {
+		up.MergedFrom = ptrTo(string(r.ID)) // user.merged
+	}
 	checked, writes = s.linkCompanies(wc, c, f, &up)
 	return up, checked, writes
 }

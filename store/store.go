@@ -61,6 +61,18 @@ type Store struct {
 	jwtIDs        *mongo.Collection
 	idTokens      *mongo.Collection
 	profiles      *mongo.Collection
+	// changes is the published change events (outbox.go).
+	changes *mongo.Collection
+	// webhooks and their deliveries (webhooks.go).
+	webhooks, deliveries *mongo.Collection
+
+	// published wakes this process's event reader (Published).
+	published chan struct{}
+	// BeforePublish, when set, runs after a change and its pending event are written and
+	// before the event is published: tests make it stop the work there, as if the process
+	// died between the two writes.
+	BeforePublish func(collection, id string)
+	log           zerolog.Logger
 
 	serial serial
 	// leaseOpts connect the lease's own client (see lease.go).
@@ -71,7 +83,7 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{}
+	s := &Store{published: make(chan struct{}, 1), log: cfg.Log}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
@@ -153,6 +165,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.jwtIDs = s.db.Collection("jwt_ids")
 	s.idTokens = s.db.Collection("identification_tokens")
 	s.profiles = s.db.Collection("profiles")
+	s.changes = s.db.Collection("inbox_events")
+	s.webhooks = s.db.Collection("webhooks")
+	s.deliveries = s.db.Collection("webhook_deliveries")
 	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel2()
 	if err := s.createIndexes(ictx); err != nil {
@@ -200,8 +215,17 @@ func (s *Store) stopEmbedded() {
 // every start.
 func (s *Store) createIndexes(ctx context.Context) error {
 	byProjectNewest := mongo.IndexModel{Keys: bson.D{{Key: "projectId", Value: 1}, {Key: "_id", Value: -1}}}
+	// The sweeper's query: documents that still hold an event to publish.
+	pendingEvents := mongo.IndexModel{Keys: bson.D{{Key: "pendingCount", Value: 1}}}
 	specs := map[*mongo.Collection][]mongo.IndexModel{
+		s.changes: {
+			{Keys: bson.D{{Key: "eventId", Value: 1}}, Options: options.Index().SetUnique(true)},
+			byProjectNewest,
+		},
+		s.webhooks:   {{Keys: bson.D{{Key: "projectId", Value: 1}}}},
+		s.deliveries: {{Keys: bson.D{{Key: "webhookId", Value: 1}, {Key: "_id", Value: -1}}}, {Keys: bson.D{{Key: "status", Value: 1}}}},
 		s.users: {
+			pendingEvents,
 			byProjectNewest,
 			{Keys: bson.D{{Key: "companyIds", Value: 1}}},
 			{Keys: bson.D{{Key: "organizationIds", Value: 1}}},
@@ -210,11 +234,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		s.organizations: {byProjectNewest},
 		s.companies:     {byProjectNewest},
 		s.conversations: {
+			pendingEvents,
 			byProjectNewest,
 			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
 			{Keys: bson.D{{Key: "visitorId", Value: 1}, {Key: "_id", Value: -1}}},
 		},
-		s.messages: {{Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
+		s.messages: {pendingEvents, {Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
 		s.events: {
 			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
 			{Keys: bson.D{{Key: "companyId", Value: 1}, {Key: "_id", Value: -1}}},
