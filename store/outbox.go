@@ -52,7 +52,36 @@ func pendingKey(id string) string { return "e" + id }
 func (d *changeDoc) event() *known.InboxEvent {
 	return &known.InboxEvent{ID: known.InboxEventID(d.EventID), Seq: d.Seq, ProjectID: known.ProjectID(d.ProjectID),
 		Type: known.EventType(d.Type), UserID: (*known.UserID)(d.UserID), VisitorID: (*known.VisitorID)(d.VisitorID),
-		ConversationID: (*known.ConversationID)(d.ConversationID), Data: nonNilMap(d.Data), CreatedAt: d.CreatedAt}
+		ConversationID: (*known.ConversationID)(d.ConversationID), Data: plain(nonNilMap(d.Data)).(map[string]any), CreatedAt: d.CreatedAt}
+}
+
+// plain turns decoded BSON (bson.M, bson.A) into plain maps and slices, as JSON has them.
+func plain(v any) any {
+	switch v := v.(type) {
+	case bson.M:
+		return plain(map[string]any(v))
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = plain(x)
+		}
+		return out
+	case bson.A:
+		return plain([]any(v))
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = plain(x)
+		}
+		return out
+	case bson.D:
+		m := make(map[string]any, len(v))
+		for _, e := range v {
+			m[e.Key] = plain(e.Value)
+		}
+		return m
+	}
+	return v
 }
 
 // pending adds events to an update document: set under pendingEvents, counted in pendingCount.
@@ -311,7 +340,7 @@ func userSnapshot(u *known.User) map[string]any {
 		"verified": u.Verified, "verificationMethod": method, "metadata": nonNilMap(u.Metadata),
 		"companyIds": globalIDs(known.KindCompany, u.CompanyIDs), "activeCompanyId": active,
 		"organizationIds": globalIDs(known.KindOrganization, u.OrganizationIDs),
-		"createdAt": rfc3339(u.CreatedAt), "updatedAt": rfc3339(u.UpdatedAt),
+		"createdAt":       rfc3339(u.CreatedAt), "updatedAt": rfc3339(u.UpdatedAt),
 	}
 }
 
