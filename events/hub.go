@@ -149,11 +149,18 @@ func (h *Hub) deliver(e *known.InboxEvent) {
 	}
 }
 
-// Run follows the log from its current end until ctx is done. A read that fails (the
-// database is down) is logged and tried again at the next poll.
+// Run follows the log from its current end until ctx is done, then ends every subscription.
+// A read that fails (the database is down) is logged and tried again at the next poll.
 func (h *Hub) Run(ctx context.Context) error {
 	t := time.NewTicker(h.o.Poll)
 	defer t.Stop()
+	defer func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for s := range h.subs {
+			h.drop(s)
+		}
+	}()
 	for {
 		again, err := h.Poll(ctx)
 		if err != nil && ctx.Err() == nil {

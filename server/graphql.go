@@ -40,6 +40,7 @@ func newGraphQL(log zerolog.Logger, svc *service.Service, m *metrics) (*handler.
 		Complexity: complexity(),
 	})
 	srv := handler.New(es)
+	srv.AddTransport(websocketTransport(svc)) // first: GET would take the upgrade request
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

@@ -34,6 +34,8 @@ type Options struct {
 	ProfileMaxAge time.Duration
 	// ProfileConcurrency bounds fetches at once per project (default 8).
 	ProfileConcurrency int
+	// Events is this instance's live change events (subscriptions); nil refuses them.
+	Events EventSource
 	// Log receives what happens outside a request (background profile fetches) and what a
 	// request's error cannot carry (metadata keys dropped from a profile); the zero Logger
 	// writes nothing.
@@ -56,6 +58,7 @@ type Service struct {
 	limiter    Limiter
 	signer     *session.Signer
 	prof       *profiler
+	events     EventSource
 	log        zerolog.Logger
 }
 
@@ -77,7 +80,7 @@ func New(st *store.Store, opts Options) *Service {
 		pf.perProject = 8
 	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret), prof: pf, log: opts.Log}
+		signer: session.NewSigner(opts.Secret), prof: pf, events: opts.Events, log: opts.Log}
 }
 
 func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Millisecond) }

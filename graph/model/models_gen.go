@@ -492,6 +492,10 @@ type StartConversationPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
+// Live change events (API.md §9), over WebSocket at `/graphql` with the `graphql-transport-ws` protocol (the `graphql-ws` library's). Credentials go in the `connection_init` payload: `{"Agent-Secret-Key": "sk_…"}` (or `{"Authorization": "Bearer sk_…"}`) for `inboxEvents`, `{"X-Widget-Session": "ks1.…"}` for `sessionEvents`; a wrong or missing one closes the socket with code 4403. An event reaches every subscriber on every instance sharing the database; a subscription sees the events published after it starts.
+type Subscription struct {
+}
+
 // A point-in-time event to record.
 type TrackInput struct {
 	// Optional: the project's public app id; when given, it must match the session's project.
