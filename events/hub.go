@@ -36,8 +36,9 @@ type Log interface {
 
 // Options tunes a Hub; zero values take the defaults.
 type Options struct {
-	// Poll is how often the log is read without a wake-up from this process (default 100 ms:
-	// another instance's event reaches a subscriber here within about that).
+	// Poll is how often the log is read without a wake-up from this process (default 50 ms:
+	// another instance's event reaches a subscriber here within about that; an idle poll is
+	// one find by _id).
 	Poll time.Duration
 	// Grace is how long a missing number holds back the ones after it (default 300 ms).
 	Grace time.Duration
@@ -56,7 +57,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Poll <= 0 {
-		o.Poll = 100 * time.Millisecond
+		o.Poll = 50 * time.Millisecond
 	}
 	if o.Grace <= 0 {
 		o.Grace = 300 * time.Millisecond
@@ -171,7 +172,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(min(h.o.Grace/4, h.o.Poll)):
+			case <-time.After(min(h.o.Grace/10, h.o.Poll/2)):
 			}
 			continue
 		}

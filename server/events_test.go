@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,11 +83,11 @@ func (c *wsClient) subscribe(query string, vars map[string]any) string {
 
 // receivedEvent is an InboxEvent as a subscriber reads it.
 type receivedEvent struct {
-	ID             string         `json:"id"`
-	Type           string         `json:"type"`
-	Name           string         `json:"name"`
-	UserID         *string        `json:"userId"`
-	ConversationID *string        `json:"conversationId"`
+	ID             string  `json:"id"`
+	Type           string  `json:"type"`
+	Name           string  `json:"name"`
+	UserID         *string `json:"userId"`
+	ConversationID *string `json:"conversationId"`
 	Message        *struct{ Body, Author string }
 	Changes        map[string]any `json:"changes"`
 	Data           map[string]any `json:"data"`
@@ -314,5 +315,44 @@ func TestEventsCrossInstances(t *testing.T) {
 		if _, e := sub.event(waitEvent); e.UserID == nil || *e.UserID != id {
 			t.Fatalf("event %d on the other instance: %+v, want user.created of %s", i, e, id)
 		}
+	}
+}
+
+// BenchmarkEventLatency measures the time from sending a change (createUser) to its event
+// reaching a subscriber, on the instance that made the change and on another one on the same
+// database; it reports p50 and p99 in milliseconds.
+func BenchmarkEventLatency(b *testing.B) {
+	w, r := startPair(b)
+	_, key := createProject(b, w.URL, "Bench")
+	for _, tc := range []struct {
+		name string
+		on   *knownServer
+	}{{"SameInstance", w}, {"OtherInstance", r}} {
+		b.Run(tc.name, func(b *testing.B) {
+			sub := mustDialEvents(b, tc.on.URL, map[string]any{"Agent-Secret-Key": key})
+			sub.subscribe(`subscription { inboxEvents(types: [USER_CREATED]) { id userId data } }`, nil)
+			time.Sleep(100 * time.Millisecond)
+			// From the change (the event's createdAt, taken as the write is made, on this
+			// machine's clock) to the subscriber; and the whole round from sending the mutation.
+			var lat, round []time.Duration
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				createUser(b, w.URL, key, map[string]any{"email": fmt.Sprintf("%s-%d-%d@example.com", strings.ToLower(tc.name), b.N, i)})
+				_, e := sub.event(waitEvent)
+				at, err := time.Parse(time.RFC3339Nano, e.Data["user"].(map[string]any)["createdAt"].(string))
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, e.Received.Sub(at))
+				round = append(round, e.Received.Sub(start))
+			}
+			pct := func(ds []time.Duration, p float64) float64 {
+				slices.Sort(ds)
+				return float64(ds[min(len(ds)-1, int(p*float64(len(ds))))].Microseconds()) / 1000
+			}
+			b.ReportMetric(pct(lat, 0.5), "p50-ms")
+			b.ReportMetric(pct(lat, 0.99), "p99-ms")
+			b.ReportMetric(pct(round, 0.5), "round-p50-ms")
+		})
 	}
 }

@@ -23,7 +23,7 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)
 	mux.Handle("GET /graphql", upgrades(withClient(gql), api)) // subscriptions: events.go
-	mux.Handle("OPTIONS /graphql", api) // CORS preflight
+	mux.Handle("OPTIONS /graphql", api)                        // CORS preflight
 	mux.Handle("GET /{$}", playground.Handler("Known", "/graphql"))
 	mux.HandleFunc("GET /schema.graphql", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
