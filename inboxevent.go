@@ -46,3 +46,70 @@ type InboxEvent struct {
 	Data      map[string]any
 	CreatedAt time.Time
 }
+
+// WebhookID names a project's webhook.
+type WebhookID string
+
+// Webhook is where a project's change events are POSTed (API.md §9). Events lists the types
+// it gets (empty: all). A webhook failing for a day is disabled: Enabled false, DisabledAt
+// and LastError say why.
+type Webhook struct {
+	ID        WebhookID
+	ProjectID ProjectID
+	URL       string
+	Events    []EventType
+	Enabled   bool
+	LastError *string
+	// FailingSince is the first failed attempt since the last delivery (nil while healthy).
+	FailingSince *time.Time
+	DisabledAt   *time.Time
+	// FromSeq is the first event number the webhook gets: events before it happened before
+	// it existed.
+	FromSeq   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Wants reports whether the webhook gets events of type t.
+func (w *Webhook) Wants(t EventType) bool {
+	if len(w.Events) == 0 {
+		return true
+	}
+	for _, e := range w.Events {
+		if e == t {
+			return true
+		}
+	}
+	return false
+}
+
+// DeliveryStatus is where a webhook delivery stands.
+type DeliveryStatus string
+
+// Delivery statuses.
+const (
+	DeliveryPending   DeliveryStatus = "PENDING"
+	DeliveryDelivered DeliveryStatus = "DELIVERED"
+	DeliveryFailed    DeliveryStatus = "FAILED"
+)
+
+// WebhookDelivery is one event on its way to one webhook. Body is fixed when the delivery is
+// made, so that every attempt sends the same bytes; OrderKey groups the deliveries that go
+// out in order (a webhook's, of one user).
+type WebhookDelivery struct {
+	ID               string
+	WebhookID        WebhookID
+	ProjectID        ProjectID
+	EventID          InboxEventID
+	EventSeq         int64
+	EventType        EventType
+	OrderKey         string
+	Body             string
+	Status           DeliveryStatus
+	Attempts         int
+	LastResponseCode *int
+	LastError        *string
+	NextAttemptAt    *time.Time
+	DeliveredAt      *time.Time
+	CreatedAt        time.Time
+}

@@ -52,7 +52,13 @@ type Options struct {
 	Buffer int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	Log zerolog.Logger
+	// From, when positive, is the first number to read (a consumer that keeps its position,
+	// such as webhook dispatch); zero starts at the log's end.
+	From int64
+	// Handle, when set, gets every event, in turn, before the subscribers: an error stops the
+	// round there, and the event is handed again at the next one (at least once).
+	Handle func(context.Context, *known.InboxEvent) error
+	Log    zerolog.Logger
 }
 
 func (o *Options) defaults() {
@@ -100,8 +106,12 @@ type sub struct {
 // New returns a hub on log; it reads nothing until Run (or Poll).
 func New(log Log, o Options) *Hub {
 	o.defaults()
-	return &Hub{log: log, o: o, subs: map[*sub]struct{}{}, gaps: map[int64]time.Time{}}
+	return &Hub{log: log, o: o, subs: map[*sub]struct{}{}, gaps: map[int64]time.Time{}, started: o.From > 0, next: o.From}
 }
+
+// Position returns the first number the hub has not yet delivered in order: a consumer that
+// keeps it starts there again (numbers it skipped as gaps before are not looked for again).
+func (h *Hub) Position() int64 { return h.next }
 
 // Subscribe returns a channel of the events accept takes, from now on, and the function that
 // ends the subscription. The channel is closed when the subscription ends: by that function,
@@ -134,7 +144,12 @@ func (h *Hub) Subscribers() int {
 	return len(h.subs)
 }
 
-func (h *Hub) deliver(e *known.InboxEvent) {
+func (h *Hub) deliver(ctx context.Context, e *known.InboxEvent) error {
+	if h.o.Handle != nil {
+		if err := h.o.Handle(ctx, e); err != nil {
+			return err
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -148,6 +163,7 @@ func (h *Hub) deliver(e *known.InboxEvent) {
 			h.drop(s)
 		}
 	}
+	return nil
 }
 
 // Run follows the log from its current end until ctx is done, then ends every subscription.
@@ -205,8 +221,10 @@ func (h *Hub) Poll(ctx context.Context) (bool, error) {
 		}
 		switch {
 		case e != nil:
+			if err := h.deliver(ctx, e); err != nil {
+				return false, err
+			}
 			delete(h.gaps, seq)
-			h.deliver(e)
 		case now.Sub(since) >= h.o.Watch:
 			delete(h.gaps, seq)
 		}
@@ -227,8 +245,8 @@ func (h *Hub) Poll(ctx context.Context) (bool, error) {
 				return true, nil
 			}
 			h.gaps[h.next] = now
-		} else {
-			h.deliver(e)
+		} else if err := h.deliver(ctx, e); err != nil {
+			return false, err
 		}
 		h.heldSince = time.Time{}
 		h.next++

@@ -129,3 +129,15 @@ func followEvents(ctx context.Context, log zerolog.Logger, st *store.Store, swee
 
 // eventSweepInterval is how often the outbox sweeper looks for events left pending.
 const eventSweepInterval = time.Minute
+
+// startWebhooks runs this instance's webhook worker until ctx is done: it dispatches from the
+// position the instances saved (so events published while Known was down are delivered at
+// the next start) and sends what is due, pending deliveries of earlier runs included.
+func startWebhooks(ctx context.Context, log zerolog.Logger, svc *service.Service, allowPrivate bool) error {
+	w, err := svc.NewWebhookWorker(ctx, service.WebhookOptions{AllowPrivate: allowPrivate, Log: log})
+	if err != nil {
+		return err
+	}
+	go w.Run(ctx)
+	return nil
+}

@@ -238,6 +238,7 @@ func complexity() graph.ComplexityRoot {
 	c.User.Events = page
 	c.User.Organizations = page
 	c.WidgetSession.Conversations = page
+	c.Webhook.Deliveries = page
 	c.Query.Users = func(child int, first *int, _ *string, _ *model.UserFilter) int { return list(child, first) }
 	c.Query.Conversations = func(child int, first *int, _ *string, _ *model.ConversationFilter) int {
 		return list(child, first)

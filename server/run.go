@@ -124,6 +124,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	go sweepExpired(ctx, log, svc)
+	if err := startWebhooks(eventsCtx, log, svc, cfg.AllowPrivateNetworks); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
