@@ -19,8 +19,9 @@ import (
 const Timeout = 10 * time.Second
 
 // MaxAttempts is how often a delivery is tried before it is given up (FAILED); with Backoff
-// the attempts span about 21 hours.
-const MaxAttempts = 10
+// the attempts span about 39 hours, past DisableAfter, so that a receiver that is down for
+// good gets its webhook disabled rather than each delivery given up.
+const MaxAttempts = 12
 
 // DisableAfter is how long a webhook may fail (no delivery since its first failure) before
 // it is disabled.
