@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -354,5 +360,83 @@ func BenchmarkEventLatency(b *testing.B) {
 			b.ReportMetric(pct(lat, 0.99), "p99-ms")
 			b.ReportMetric(pct(round, 0.5), "round-p50-ms")
 		})
+	}
+}
+
+// TestWebhookThroughGraphQL: addWebhook shows the signing secret once; a change is POSTed to
+// the receiver on loopback (KNOWN_ALLOW_PRIVATE_NETWORKS=true) with a valid signature, and
+// Project.webhooks and Webhook.deliveries show it; another project's key cannot touch it.
+func TestWebhookThroughGraphQL(t *testing.T) {
+	t.Parallel()
+	got := make(chan *http.Request, 10)
+	bodies := make(chan []byte, 10)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- b
+	}))
+	defer rcv.Close()
+	env := testEnv(t)
+	env["KNOWN_ALLOW_PRIVATE_NETWORKS"] = "true"
+	k := startRun(t, env)
+	_, key := createProject(t, k.URL, "Hooked")
+	_, other := createProject(t, k.URL, "Other")
+
+	r := gql(t, k.URL, key, `mutation { addWebhook(input: {url: "ftp://x"}) { webhook { id } userErrors { field code } } }`, nil)
+	if !strings.Contains(r.Body, `"field":["input","url"],"code":"INVALID"`) {
+		t.Fatalf("a bad URL: %s", r.Body)
+	}
+	r = gql(t, k.URL, key, `mutation($u: String!) { addWebhook(input: {url: $u, events: [USER_CREATED]}) { webhook { id url events enabled } signingSecret userErrors { code } } }`,
+		map[string]any{"u": rcv.URL + "/hook"})
+	var add struct {
+		AddWebhook struct {
+			Webhook       *struct{ ID string }
+			SigningSecret string
+		}
+	}
+	r.decode(t, &add)
+	if add.AddWebhook.Webhook == nil || add.AddWebhook.SigningSecret == "" {
+		t.Fatalf("addWebhook: %s", r.Body)
+	}
+	createUser(t, k.URL, key, map[string]any{"email": "hooked@example.com"})
+	var req *http.Request
+	select {
+	case req = <-got:
+	case <-time.After(waitEvent):
+		t.Fatal("no delivery within 10 s")
+	}
+	body := <-bodies
+	ts, sig, _ := strings.Cut(req.Header.Get("Known-Signature"), ",v1=")
+	ts = strings.TrimPrefix(ts, "t=")
+	mac := hmac.New(sha256.New, []byte(add.AddWebhook.SigningSecret))
+	mac.Write([]byte(ts + "." + string(body)))
+	if !hmac.Equal([]byte(sig), []byte(hex.EncodeToString(mac.Sum(nil)))) || req.Header.Get("Known-Event-Id") == "" {
+		t.Fatalf("delivery headers %v do not verify", req.Header)
+	}
+
+	q := `{ project { webhooks { id url enabled deliveries(first: 5) { nodes { eventId eventType status attempts lastResponseCode } } } } }`
+	deadline := time.Now().Add(waitEvent)
+	for {
+		r = gql(t, k.URL, key, q, nil)
+		if strings.Contains(r.Body, `"status":"DELIVERED"`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(r.Body, `"eventId":"`+req.Header.Get("Known-Event-Id")+`","eventType":"USER_CREATED","status":"DELIVERED","attempts":1,"lastResponseCode":200`) {
+		t.Fatalf("deliveries: %s", r.Body)
+	}
+	if r := gql(t, k.URL, other, `{ project { webhooks { id } } }`, nil); !strings.Contains(r.Body, `"webhooks":[]`) {
+		t.Fatalf("another project sees: %s", r.Body)
+	}
+	r = gql(t, k.URL, other, `mutation($id: ID!) { removeWebhook(input: {id: $id}) { removedWebhookId userErrors { field code } } }`,
+		map[string]any{"id": add.AddWebhook.Webhook.ID})
+	if !strings.Contains(r.Body, `"code":"NOT_FOUND"`) {
+		t.Fatalf("another project removing it: %s", r.Body)
+	}
+	r = gql(t, k.URL, key, `mutation($id: ID!) { removeWebhook(input: {id: $id}) { removedWebhookId userErrors { field code } } }`,
+		map[string]any{"id": add.AddWebhook.Webhook.ID})
+	if !strings.Contains(r.Body, `"removedWebhookId":"`+add.AddWebhook.Webhook.ID+`"`) {
+		t.Fatalf("removeWebhook: %s", r.Body)
 	}
 }
