@@ -104,6 +104,7 @@ func upgrades(ws, next http.Handler) http.Handler {
 // followEvents starts this instance's event reader and the outbox sweeper: at start it
 // publishes whatever a previous process left pending, then every sweepEvery.
 func followEvents(ctx context.Context, log zerolog.Logger, st *store.Store, sweepEvery time.Duration) *events.Hub {
+	st = st.Background()
 	h := events.New(st, events.Options{Log: log})
 	go func() { _ = h.Run(ctx) }()
 	go func() {

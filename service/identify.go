@@ -561,6 +561,7 @@ func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts,
 			// The decision read these: write them only onto the user it read.
 			up.IfRev = &target.Rev
 		}
+		up.Before = target // the events of the write are told from it, without reading it again
 		u, err = s.store.UpdateUser(ctx, id, up)
 		if errors.Is(err, store.ErrRevChanged) || known.ErrorCode(err) == known.NotFound {
 			err = errStale

@@ -188,8 +188,8 @@ func (s *Service) NewWebhookWorker(ctx context.Context, o WebhookOptions) (*Webh
 	if err != nil {
 		return nil, err
 	}
-	w := &WebhookWorker{svc: s, st: s.store, o: o, holder: secret.Random(8)}
-	w.hub = events.New(s.store, events.Options{From: from, Handle: w.dispatch, Now: s.now, Log: o.Log})
+	w := &WebhookWorker{svc: s, st: s.store.Background(), o: o, holder: secret.Random(8)}
+	w.hub = events.New(w.st, events.Options{From: from, Handle: w.dispatch, Now: s.now, Log: o.Log})
 	return w, nil
 }
 

@@ -116,6 +116,7 @@ func newWorker(t *testing.T, e *env, allowPrivate bool) *service.WebhookWorker {
 
 func (e *webhookEnv) step(t *testing.T) {
 	t.Helper()
+	e.store.WaitPublished()
 	if err := e.worker.Step(context.Background()); err != nil {
 		t.Fatalf("Step: %v", err)
 	}

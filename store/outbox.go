@@ -4,17 +4,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 )
 
 // The outbox (API.md §9). Without multi-document transactions, a change and its event cannot
@@ -125,84 +128,205 @@ func newChange(t known.EventType, p known.ProjectID, user *string, data map[stri
 // instead of at its next poll.
 func (s *Store) Published() <-chan struct{} { return s.published }
 
-// publish moves events from document id of coll to inbox_events. It never fails the change,
-// which is acknowledged already: an event it could not move stays pending and the sweeper
+// publishJob is the events one change left in document id of coll.
+type publishJob struct {
+	coll *mongo.Collection
+	id   string
+	evs  []changeDoc
+}
+
+// outbox publishes in the background, so that a request pays for its change only: one
+// publisher per process takes the queued events in batches (one $inc for all their numbers,
+// one insert, one removal per document), in the order the changes were made.
+type outbox struct {
+	mu     sync.Mutex
+	closed bool
+	queue  chan publishJob
+	wg     sync.WaitGroup // queued jobs not yet published
+	done   chan struct{}
+}
+
+func (s *Store) startOutbox() {
+	s.out.queue = make(chan publishJob, 4096)
+	s.out.done = make(chan struct{})
+	go func() {
+		defer close(s.out.done)
+		for job := range s.out.queue {
+			batch := []publishJob{job}
+		more:
+			for len(batch) < 256 {
+				select {
+				case j, ok := <-s.out.queue:
+					if !ok {
+						break more
+					}
+					batch = append(batch, j)
+				default:
+					break more
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s.bg.publishNow(ctx, batch)
+			cancel()
+			for range batch {
+				s.out.wg.Done()
+			}
+		}
+	}()
+}
+
+// stopOutbox publishes what is queued and stops the publisher; what it cannot publish by ctx's
+// deadline stays pending in its documents for the next start's sweep.
+func (s *Store) stopOutbox(ctx context.Context) {
+	s.out.mu.Lock()
+	if s.out.closed || s.out.queue == nil {
+		s.out.mu.Unlock()
+		return
+	}
+	s.out.closed = true
+	close(s.out.queue)
+	s.out.mu.Unlock()
+	select {
+	case <-s.out.done:
+	case <-ctx.Done():
+	}
+}
+
+// WaitPublished waits until the events of the changes made so far in this process are
+// published (or left pending after a failure): for tests, and before reading the log.
+func (s *Store) WaitPublished() { s.out.wg.Wait() }
+
+// publish queues the events a change left in document id of coll. It never fails the change,
+// which is acknowledged already: an event that cannot be moved stays pending and the sweeper
 // moves it later.
-func (s *Store) publish(ctx context.Context, coll *mongo.Collection, id string, evs []changeDoc) {
+func (s *Store) publish(_ context.Context, coll *mongo.Collection, id string, evs []changeDoc) {
 	if len(evs) == 0 {
 		return
 	}
-	if h := s.BeforePublish; h != nil {
-		h(coll.Name(), id)
+	if h := s.BeforePublish; h != nil && h(coll.Name(), id) {
+		return // the test's process died here
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	sort.Slice(evs, func(i, j int) bool { return evs[i].EventID < evs[j].EventID })
-	for _, e := range evs {
-		if err := s.insertChange(ctx, e); err != nil {
-			s.log.Warn().Err(err).Str("event_id", e.EventID).Msg("publishing an event; the sweeper will")
+	s.out.mu.Lock()
+	defer s.out.mu.Unlock()
+	if s.out.closed {
+		return // stopping: the next start's sweep publishes them
+	}
+	s.out.wg.Add(1)
+	s.out.queue <- publishJob{coll: coll, id: id, evs: evs}
+}
+
+// publishNow moves the events of jobs to inbox_events, oldest first, and removes them from
+// their documents.
+func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
+	var evs []*changeDoc
+	for i := range jobs {
+		for k := range jobs[i].evs {
+			evs = append(evs, &jobs[i].evs[k])
+		}
+	}
+	if len(evs) == 0 {
+		return
+	}
+	// Event ids are ObjectIDs: made in this process, they sort in the order they were made.
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].EventID < evs[j].EventID })
+	last, err := s.takeSeqs(ctx, len(evs))
+	if err != nil {
+		s.log.Warn().Err(err).Msg("publishing events; the sweeper will")
+		return
+	}
+	docs := make([]any, len(evs))
+	for i, e := range evs {
+		e.Seq = last - int64(len(evs)) + 1 + int64(i)
+		docs[i] = e
+	}
+	stored := make([]bool, len(evs))
+	for i := range stored {
+		stored[i] = true
+	}
+	if _, err := s.changes.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+		var bw mongo.BulkWriteException
+		if !errors.As(err, &bw) {
+			s.log.Warn().Err(err).Msg("publishing events; the sweeper will")
 			return
 		}
-		if err := s.unpend(ctx, coll, id, e.EventID); err != nil {
-			s.log.Warn().Err(err).Str("event_id", e.EventID).Msg("removing a published event from its document")
+		for _, we := range bw.WriteErrors {
+			if we.Index < 0 || we.Index >= len(evs) {
+				continue
+			}
+			// A duplicate eventId: published already (by the sweeper, or before a crash).
+			// A duplicate number (two processes on one FerretDB): left for the sweeper.
+			var at changeDoc
+			e := evs[we.Index]
+			ferr := s.changes.FindOne(ctx, bson.M{"_id": e.Seq}).Decode(&at)
+			stored[we.Index] = mongo.IsDuplicateKeyError(we) && (isNoDocuments(ferr) || (ferr == nil && at.EventID == e.EventID))
 		}
 	}
 	select {
 	case s.published <- struct{}{}:
 	default:
 	}
-}
-
-// insertChange stores e under the next sequence number, unless it is stored already.
-func (s *Store) insertChange(ctx context.Context, e changeDoc) error {
-	for range 20 {
-		seq, err := s.nextSeq(ctx)
-		if err != nil {
-			return err
-		}
-		e.Seq = seq
-		_, err = s.changes.InsertOne(ctx, e)
-		if err == nil {
-			return nil
-		}
-		if !mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("store: publishing event: %w", err)
-		}
-		// Either the event is published already (its eventId is taken), or, on FerretDB
-		// shared by two processes, the counter handed this number out twice.
-		var at changeDoc
-		err = s.changes.FindOne(ctx, bson.M{"_id": seq}).Decode(&at)
-		if isNoDocuments(err) || (err == nil && at.EventID == e.EventID) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("store: publishing event: %w", err)
+	published := map[string]bool{}
+	for i, e := range evs {
+		if stored[i] {
+			published[e.EventID] = true
 		}
 	}
-	return fmt.Errorf("store: publishing event %s: no free sequence number", e.EventID)
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, j := range jobs {
+		var keys []string
+		for _, e := range j.evs {
+			if published[e.EventID] {
+				keys = append(keys, e.EventID)
+			}
+		}
+		if len(keys) > 0 {
+			g.Go(func() error { return s.unpend(ctx, j.coll, j.id, keys) })
+		}
+	}
+	if err := g.Wait(); err != nil {
+		s.log.Warn().Err(err).Msg("removing published events from their documents")
+	}
 }
 
-func (s *Store) nextSeq(ctx context.Context) (int64, error) {
+// takeSeqs takes n sequence numbers and returns the last.
+func (s *Store) takeSeqs(ctx context.Context, n int) (int64, error) {
 	defer s.serial.lock(s.meta(), eventSeqID)()
 	var d struct {
 		Seq int64 `bson:"seq"`
 	}
-	err := s.meta().FindOneAndUpdate(ctx, bson.M{"_id": eventSeqID}, bson.M{"$inc": bson.M{"seq": int64(1)}},
+	err := s.meta().FindOneAndUpdate(ctx, bson.M{"_id": eventSeqID}, bson.M{"$inc": bson.M{"seq": int64(n)}},
 		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
-		return 0, fmt.Errorf("store: taking an event sequence number: %w", err)
+		return 0, fmt.Errorf("store: taking event sequence numbers: %w", err)
 	}
 	return d.Seq, nil
 }
 
-// unpend removes a published event from its document, once.
-func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id, eventID string) error {
+// unpend removes published events from their document, each once: in one write when it
+// still holds them all, else one by one.
+func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id string, eventIDs []string) error {
 	defer s.serial.lock(coll, id)()
-	k := "pendingEvents." + pendingKey(eventID)
-	err := coll.FindOneAndUpdate(ctx, bson.M{"_id": id, k: bson.M{"$exists": true}},
-		bson.M{"$unset": bson.M{k: ""}, "$inc": bson.M{"pendingCount": -1}}).Err()
-	if err != nil && !isNoDocuments(err) {
+	try := func(ids []string) (bool, error) {
+		filter, unset := bson.M{"_id": id}, bson.M{}
+		for _, e := range ids {
+			k := "pendingEvents." + pendingKey(e)
+			filter[k] = bson.M{"$exists": true}
+			unset[k] = ""
+		}
+		err := coll.FindOneAndUpdate(ctx, filter, bson.M{"$unset": unset, "$inc": bson.M{"pendingCount": -len(ids)}}).Err()
+		if isNoDocuments(err) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	if ok, err := try(eventIDs); ok || err != nil || len(eventIDs) == 1 {
 		return err
+	}
+	for _, e := range eventIDs {
+		if _, err := try([]string{e}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -227,7 +351,11 @@ func (s *Store) flush(ctx context.Context, coll *mongo.Collection, id string, mi
 			evs = append(evs, e)
 		}
 	}
-	s.publish(ctx, coll, id, evs)
+	if len(evs) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		s.publishNow(pctx, []publishJob{{coll: coll, id: id, evs: evs}})
+	}
 	return len(evs), nil
 }
 

@@ -68,13 +68,19 @@ type Store struct {
 
 	// published wakes this process's event reader (Published).
 	published chan struct{}
-	// BeforePublish, when set, runs after a change and its pending event are written and
-	// before the event is published: tests make it stop the work there, as if the process
-	// died between the two writes.
-	BeforePublish func(collection, id string)
+	// BeforePublish, when set, runs after a change and its pending events are written and
+	// before they are queued for publishing; returning true drops them there, as if the
+	// process died between the two writes (tests).
+	BeforePublish func(collection, id string) bool
+	out           *outbox
+	// bg is this store on its own small connection pool, without the command monitor: for
+	// the work outside requests (publishing, following the event log, webhooks, sweeping),
+	// which then neither waits behind requests nor shows in their metrics. bg.bg is bg.
+	bg       *Store
+	bgClient *mongo.Client
 	log           zerolog.Logger
 
-	serial serial
+	serial *serial
 	// leaseOpts connect the lease's own client (see lease.go).
 	leaseOpts *options.ClientOptions
 }
@@ -83,7 +89,7 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{published: make(chan struct{}, 1), log: cfg.Log}
+	s := &Store{published: make(chan struct{}, 1), log: cfg.Log, serial: &serial{}, out: &outbox{}}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
@@ -151,7 +157,34 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if name == "" {
 		name = "known"
 	}
-	s.db = client.Database(name)
+	s.use(client.Database(name))
+	bgClient, err := mongo.Connect(clientOpts().SetMaxPoolSize(8))
+	if err != nil {
+		_ = s.Close(context.Background())
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.bgClient = bgClient
+	bg := *s
+	bg.use(bgClient.Database(name))
+	bg.bg = &bg
+	s.bg = &bg
+	s.startOutbox() // the migration's changes publish events too
+	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel2()
+	if err := s.createIndexes(ictx); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// use points the store's collections into db.
+func (s *Store) use(db *mongo.Database) {
+	s.db = db
 	s.projects = s.db.Collection("projects")
 	s.projectKeys = s.db.Collection("project_keys")
 	s.users = s.db.Collection("users")
@@ -168,18 +201,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.changes = s.db.Collection("inbox_events")
 	s.webhooks = s.db.Collection("webhooks")
 	s.deliveries = s.db.Collection("webhook_deliveries")
-	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel2()
-	if err := s.createIndexes(ictx); err != nil {
-		_ = s.Close(context.Background())
-		return nil, err
-	}
-	if err := s.migrate(ctx); err != nil {
-		_ = s.Close(context.Background())
-		return nil, err
-	}
-	return s, nil
 }
+
+// Background returns this store on its own connection pool, whose commands do not show in
+// the command monitor: for work outside requests (the event reader, webhooks, sweeps).
+func (s *Store) Background() *Store { return s.bg }
 
 // FerretDB reports whether the database is FerretDB (the embedded store, or one behind a URI),
 // which does not apply concurrent updates of one document atomically.
@@ -193,11 +219,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.client.Ping(ctx, nil)
 }
 
-// Close disconnects, then stops the embedded database if there is one.
+// Close publishes the events queued in this process (as far as ctx allows; the rest stay
+// pending for the next start), disconnects, then stops the embedded database if there is one.
 func (s *Store) Close(ctx context.Context) error {
+	s.stopOutbox(ctx)
 	var err error
+	if s.bgClient != nil {
+		err = s.bgClient.Disconnect(ctx)
+	}
 	if s.client != nil {
-		err = s.client.Disconnect(ctx)
+		if cerr := s.client.Disconnect(ctx); err == nil {
+			err = cerr
+		}
 	}
 	s.stopEmbedded()
 	return err

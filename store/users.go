@@ -319,6 +319,9 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 // flushBeforeDelete publishes every event document id of coll still holds, and fails when one
 // stays: a document is deleted only once its events are safe.
 func (s *Store) flushBeforeDelete(ctx context.Context, coll *mongo.Collection, id string) error {
+	// What this process queued goes first, in its order; publishing it here as well would
+	// only leave gaps in the numbers.
+	s.WaitPublished()
 	if _, err := s.flush(ctx, coll, id, 0); err != nil {
 		return err
 	}

@@ -48,6 +48,9 @@ type UserUpdate struct {
 	Identified *string
 	// MergedFrom names the record merged into this user: the write records user.merged.
 	MergedFrom *string
+	// Before, when set, is the user as the caller read it: the write is tried on that
+	// revision without reading it again (and, without IfRev, read and retried if it changed).
+	Before *known.User
 }
 
 // ErrRevChanged says that a conditional update found the user changed since it was read.
@@ -59,7 +62,7 @@ var ErrRevChanged = errors.New("store: the user changed since it was read")
 func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
 	u, evs, err := func() (*known.User, []changeDoc, error) {
 		defer s.serial.lock(s.users, string(id))()
-		return s.updateUser(ctx, id, up, nil)
+		return s.updateUser(ctx, id, up, up.Before)
 	}()
 	if err == nil {
 		s.publish(ctx, s.users, string(id), evs)
@@ -104,6 +107,10 @@ func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id kno
 // change it made. An unconditional update (no IfRev) reads again and retries when another
 // write came in between.
 func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, before *known.User) (*known.User, []changeDoc, error) {
+	if before == nil && up.IfRev == nil && up.eventless() {
+		// Only lastSeenAt: no event can come of it, so no read is needed to describe it.
+		return s.updateUserAt(ctx, nil, id, up)
+	}
 	for attempt := 0; ; attempt++ {
 		b := before
 		if b == nil {
@@ -122,17 +129,34 @@ func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, 
 		if up.IfRev != nil && b.Rev != *up.IfRev {
 			return nil, nil, ErrRevChanged
 		}
-		u, evs, err := s.updateUserAt(ctx, b, up)
-		if errors.Is(err, ErrRevChanged) && up.IfRev == nil && before == nil && attempt < 50 {
+		u, evs, err := s.updateUserAt(ctx, b, id, up)
+		if errors.Is(err, ErrRevChanged) && up.IfRev == nil && attempt < 50 {
+			before = nil // changed since it was read: read it again
 			continue
 		}
 		return u, evs, err
 	}
 }
 
-// updateUserAt writes up onto user b, only while it is at b's revision.
-func (s *Store) updateUserAt(ctx context.Context, b *known.User, up UserUpdate) (*known.User, []changeDoc, error) {
-	evs := userEvents(b, applyUserUpdate(b, up), up.Identified, up.MergedFrom, up.UpdatedAt)
+// eventless reports whether up changes nothing an event reports (only lastSeenAt and
+// updatedAt).
+func (up *UserUpdate) eventless() bool {
+	return up.ExternalID == nil && up.Email == nil && up.EmailKey == nil && up.PhoneNumber == nil && up.Name == nil &&
+		up.FirstName == nil && up.LastName == nil && up.AvatarURL == nil && up.Identities == nil &&
+		up.ActiveCompanyID == nil && up.OrganizationIDs == nil && len(up.AddCompanyIDs) == 0 &&
+		len(up.AddVisitorIDs) == 0 && len(up.Metadata) == 0 && len(up.MetadataUnset) == 0 &&
+		up.Identified == nil && up.MergedFrom == nil
+}
+
+// updateUserAt writes up onto user id, only while it is at b's revision (b nil: whatever it
+// is, for an eventless update).
+func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID, up UserUpdate) (*known.User, []changeDoc, error) {
+	var evs []changeDoc
+	filter := bson.M{"_id": string(id)}
+	if b != nil {
+		evs = userEvents(b, applyUserUpdate(b, up), up.Identified, up.MergedFrom, up.UpdatedAt)
+		filter["rev"] = b.Rev
+	}
 	set := bson.M{"updatedAt": up.UpdatedAt}
 	str := map[string]*string{
 		"externalId": up.ExternalID, "email": up.Email, "emailKey": up.EmailKey, "phoneNumber": up.PhoneNumber,
@@ -192,9 +216,12 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, up UserUpdate) 
 	}
 	pending(doc, evs)
 	var d userDoc
-	err := s.users.FindOneAndUpdate(ctx, bson.M{"_id": string(b.ID), "rev": b.Rev}, doc,
+	err := s.users.FindOneAndUpdate(ctx, filter, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
+		if isNoDocuments(err) && b == nil {
+			return nil, nil, notFound("user")
+		}
 		if isNoDocuments(err) {
 			return nil, nil, ErrRevChanged
 		}
