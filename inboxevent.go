@@ -104,6 +104,7 @@ type WebhookDelivery struct {
 	EventSeq         int64
 	EventType        EventType
 	OrderKey         string
+	UserID           *UserID // the user the event concerns
 	Body             string
 	Status           DeliveryStatus
 	Attempts         int

@@ -206,6 +206,13 @@ func TestEveryEventTypeComesFromItsMutation(t *testing.T) {
 		if *evs[0].UserID != claimedID || evs[0].Data["user"].(map[string]any)["id"] != known.GlobalID(known.KindUser, string(claimedID)) {
 			t.Fatalf("user.deleted = %+v", evs[0])
 		}
+		// Its earlier change events held its data: erased with it, but for user.deleted.
+		all, _ := published(t, e.store, p, 0)
+		for _, ev := range all {
+			if ev.UserID != nil && *ev.UserID == claimedID && ev.Type != known.UserDeleted {
+				t.Fatalf("the deleted user's %s event is still stored: %+v", ev.Type, ev)
+			}
+		}
 	})
 	t.Run("NothingLeftPending", func(t *testing.T) {
 		n, err := e.store.Sweep(context.Background(), 0)

@@ -256,7 +256,7 @@ func (w *WebhookWorker) dispatch(ctx context.Context, e *known.InboxEvent) error
 		}
 		now := w.svc.clock()
 		if err := w.st.AddDelivery(ctx, &known.WebhookDelivery{ID: store.DeliveryID(h.ID, e.Seq), WebhookID: h.ID,
-			ProjectID: e.ProjectID, EventID: e.ID, EventSeq: e.Seq, EventType: e.Type, OrderKey: key, Body: string(body),
+			ProjectID: e.ProjectID, EventID: e.ID, EventSeq: e.Seq, EventType: e.Type, OrderKey: key, UserID: e.UserID, Body: string(body),
 			NextAttemptAt: &now, CreatedAt: now}); err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ type Store struct {
 	// which then neither waits behind requests nor shows in their metrics. bg.bg is bg.
 	bg       *Store
 	bgClient *mongo.Client
-	log           zerolog.Logger
+	log      zerolog.Logger
 
 	serial *serial
 	// leaseOpts connect the lease's own client (see lease.go).

@@ -253,8 +253,8 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 	return trimPage(out, page.First), nil
 }
 
-// DeleteUser erases a user of project p with its identity keys, events, conversations and
-// their messages. The user document goes last, so that an interrupted delete can be repeated.
+// DeleteUser erases a user of project p with its identity keys, events (tracked ones and
+// change events, but for its user.deleted), conversations and their messages. The user document goes last, so that an interrupted delete can be repeated.
 func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
 	var d userDoc
 	if err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
@@ -309,6 +309,15 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	}
 	if err := s.flushBeforeDelete(ctx, s.users, string(id)); err != nil {
 		return err
+	}
+	// The user's change events and their webhook deliveries hold its data: they are erased
+	// too, all but user.deleted (readers skip the numbers they leave empty).
+	notDeleted := bson.M{"$ne": string(known.UserDeleted)}
+	if _, err := s.changes.DeleteMany(ctx, bson.M{"userId": string(id), "type": notDeleted}); err != nil {
+		return fmt.Errorf("store: deleting the user's change events: %w", err)
+	}
+	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"userId": string(id), "eventType": notDeleted}); err != nil {
+		return fmt.Errorf("store: deleting the user's webhook deliveries: %w", err)
 	}
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting user: %w", err)

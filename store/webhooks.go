@@ -47,6 +47,7 @@ type deliveryDoc struct {
 	EventSeq         int64      `bson:"eventSeq"`
 	EventType        string     `bson:"eventType"`
 	OrderKey         string     `bson:"orderKey"`
+	UserID           *string    `bson:"userId,omitempty"` // erased with the user
 	Body             string     `bson:"body"`
 	Status           string     `bson:"status"`
 	Attempts         int        `bson:"attempts"`
@@ -208,7 +209,8 @@ func (s *Store) WebhookSucceeded(ctx context.Context, id known.WebhookID) error 
 // before a restart) is left as it is.
 func (s *Store) AddDelivery(ctx context.Context, d *known.WebhookDelivery) error {
 	_, err := s.deliveries.InsertOne(ctx, deliveryDoc{ID: d.ID, WebhookID: string(d.WebhookID), ProjectID: string(d.ProjectID),
-		EventID: string(d.EventID), EventSeq: d.EventSeq, EventType: string(d.EventType), OrderKey: d.OrderKey, Body: d.Body,
+		EventID: string(d.EventID), EventSeq: d.EventSeq, EventType: string(d.EventType), OrderKey: d.OrderKey,
+		UserID: (*string)(d.UserID), Body: d.Body,
 		Status: string(known.DeliveryPending), NextAttemptAt: d.NextAttemptAt, CreatedAt: d.CreatedAt})
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("store: adding a webhook delivery: %w", err)
