@@ -30,7 +30,8 @@ type Log interface {
 	EventAt(ctx context.Context, seq int64) (*known.InboxEvent, error)
 	// LastEventSeq returns the last sequence number handed out.
 	LastEventSeq(ctx context.Context) (int64, error)
-	// Published receives a value when this process published events.
+	// Published returns a channel that receives a value when this process published events
+	// (called once per reader).
 	Published() <-chan struct{}
 }
 
@@ -169,6 +170,7 @@ func (h *Hub) deliver(ctx context.Context, e *known.InboxEvent) error {
 // Run follows the log from its current end until ctx is done, then ends every subscription.
 // A read that fails (the database is down) is logged and tried again at the next poll.
 func (h *Hub) Run(ctx context.Context) error {
+	woken := h.log.Published()
 	t := time.NewTicker(h.o.Poll)
 	defer t.Stop()
 	defer func() {
@@ -196,7 +198,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-wait:
-		case <-h.log.Published():
+		case <-woken:
 		}
 	}
 }

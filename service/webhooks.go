@@ -195,6 +195,7 @@ func (s *Service) NewWebhookWorker(ctx context.Context, o WebhookOptions) (*Webh
 
 // Run steps until ctx is done, every Poll and whenever this process publishes events.
 func (w *WebhookWorker) Run(ctx context.Context) {
+	woken := w.st.Published()
 	t := time.NewTicker(w.o.Poll)
 	defer t.Stop()
 	for {
@@ -205,7 +206,7 @@ func (w *WebhookWorker) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-w.st.Published():
+		case <-woken:
 		}
 	}
 }

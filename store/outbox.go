@@ -123,10 +123,33 @@ func newChange(t known.EventType, p known.ProjectID, user *string, data map[stri
 	return changeDoc{EventID: NewID(), ProjectID: string(p), Type: string(t), UserID: user, Data: data, CreatedAt: now.UTC()}
 }
 
-// Published returns a channel that receives (without blocking the publisher; one value may
-// stand for many) each time this process published events: the local reader wakes at once
-// instead of at its next poll.
-func (s *Store) Published() <-chan struct{} { return s.published }
+// Published returns a new channel that receives (without blocking the publisher; one value
+// may stand for many) each time this process published events: a local reader wakes at once
+// instead of at its next poll. Each reader asks once and keeps its channel.
+func (s *Store) Published() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	s.wake.mu.Lock()
+	s.wake.chans = append(s.wake.chans, c)
+	s.wake.mu.Unlock()
+	return c
+}
+
+// wakers are the channels of Published.
+type wakers struct {
+	mu    sync.Mutex
+	chans []chan struct{}
+}
+
+func (w *wakers) signal() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.chans {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // publishJob is the events one change left in document id of coll.
 type publishJob struct {
@@ -261,10 +284,7 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 			stored[we.Index] = mongo.IsDuplicateKeyError(we) && (isNoDocuments(ferr) || (ferr == nil && at.EventID == e.EventID))
 		}
 	}
-	select {
-	case s.published <- struct{}{}:
-	default:
-	}
+	s.wake.signal()
 	published := map[string]bool{}
 	for i, e := range evs {
 		if stored[i] {

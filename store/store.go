@@ -67,7 +67,7 @@ type Store struct {
 	webhooks, deliveries *mongo.Collection
 
 	// published wakes this process's event reader (Published).
-	published chan struct{}
+	wake *wakers
 	// BeforePublish, when set, runs after a change and its pending events are written and
 	// before they are queued for publishing; returning true drops them there, as if the
 	// process died between the two writes (tests).
@@ -89,7 +89,7 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{published: make(chan struct{}, 1), log: cfg.Log, serial: &serial{}, out: &outbox{}}
+	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
