@@ -265,57 +265,49 @@ func (w *WebhookWorker) dispatch(ctx context.Context, e *known.InboxEvent) error
 	return nil
 }
 
-// attempt sends each due delivery that is first in its order (webhook and user) and whose
-// webhook is enabled.
+// attempt sends, for each enabled webhook, each due delivery that is first in its order (of
+// one user). Each webhook's backlog is read on its own, so that one receiver that is down
+// does not hold the others back.
 func (w *WebhookWorker) attempt(ctx context.Context) error {
-	pending, err := w.st.PendingDeliveries(ctx, 1000)
+	hooks, sealed, err := w.st.EnabledWebhooks(ctx)
 	if err != nil {
 		return err
 	}
-	seen := map[string]bool{}
-	hooks := map[known.WebhookID]*known.Webhook{}
-	signing := map[known.WebhookID]string{} // opened signing secrets
-	for _, d := range pending {
-		if seen[d.OrderKey] {
-			continue // an earlier one of this user is still pending
-		}
-		seen[d.OrderKey] = true
-		now := w.svc.clock()
-		if d.NextAttemptAt != nil && d.NextAttemptAt.After(now) {
-			continue
-		}
-		h, ok := hooks[d.WebhookID]
-		if !ok {
-			var sealed string
-			h, sealed, err = w.st.Webhook(ctx, "", d.WebhookID)
-			if known.ErrorCode(err) == known.NotFound {
-				h, err = nil, nil
-			}
-			if err != nil {
-				return err
-			}
-			hooks[d.WebhookID] = h
-			if h != nil {
-				key, err := w.svc.box.Open(sealed, webhookSecretContext(h.ID))
-				if err != nil {
-					return fmt.Errorf("opening webhook %s's signing secret: %w", h.ID, err)
-				}
-				signing[h.ID] = string(key)
-			}
-		}
-		if h == nil || !h.Enabled {
-			continue
-		}
-		token := w.holder + secret.Random(6)
-		ok, err := w.st.ClaimDelivery(ctx, d.ID, now, now.Add(w.o.Lease), token)
+	for _, h := range hooks {
+		pending, err := w.st.PendingDeliveries(ctx, h.ID, 1000)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if len(pending) == 0 {
 			continue
 		}
-		if err := w.send(ctx, h, d, token, signing[h.ID]); err != nil {
-			return err
+		key, err := w.svc.box.Open(sealed[h.ID], webhookSecretContext(h.ID))
+		if err != nil {
+			return fmt.Errorf("opening webhook %s's signing secret: %w", h.ID, err)
+		}
+		seen := map[string]bool{}
+		for _, d := range pending {
+			if !h.Enabled {
+				break // disabled by a failure this step
+			}
+			if seen[d.OrderKey] {
+				continue // an earlier one of this user is still pending
+			}
+			seen[d.OrderKey] = true
+			now := w.svc.clock()
+			if d.NextAttemptAt != nil && d.NextAttemptAt.After(now) {
+				continue
+			}
+			token := w.holder + secret.Random(6)
+			ok, err := w.st.ClaimDelivery(ctx, d.ID, now, now.Add(w.o.Lease), token)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := w.send(ctx, h, d, token, string(key)); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -218,10 +218,29 @@ func (s *Store) AddDelivery(ctx context.Context, d *known.WebhookDelivery) error
 	return nil
 }
 
-// PendingDeliveries returns up to limit pending deliveries, oldest event first.
-func (s *Store) PendingDeliveries(ctx context.Context, limit int) ([]*known.WebhookDelivery, error) {
-	cur, err := s.deliveries.Find(ctx, bson.M{"status": string(known.DeliveryPending)},
-		options.Find().SetSort(bson.D{{Key: "eventSeq", Value: 1}}).SetLimit(int64(limit)))
+// EnabledWebhooks returns every project's enabled webhooks, with their sealed signing
+// secrets (by webhook id).
+func (s *Store) EnabledWebhooks(ctx context.Context) ([]*known.Webhook, map[known.WebhookID]string, error) {
+	cur, err := s.webhooks.Find(ctx, bson.M{"enabled": true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: listing webhooks: %w", err)
+	}
+	var docs []webhookDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, nil, fmt.Errorf("store: listing webhooks: %w", err)
+	}
+	secrets := map[known.WebhookID]string{}
+	for _, d := range docs {
+		secrets[known.WebhookID(d.ID)] = d.Secret
+	}
+	return mapDocs(docs, (*webhookDoc).webhook), secrets, nil
+}
+
+// PendingDeliveries returns up to limit of webhook w's pending deliveries, oldest event first
+// (by _id, which the index on webhookId and _id serves).
+func (s *Store) PendingDeliveries(ctx context.Context, w known.WebhookID, limit int) ([]*known.WebhookDelivery, error) {
+	cur, err := s.deliveries.Find(ctx, bson.M{"webhookId": string(w), "status": string(known.DeliveryPending)},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("store: listing pending deliveries: %w", err)
 	}
