@@ -301,7 +301,9 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 			}
 		}
 		if len(keys) > 0 {
-			g.Go(func() error { return s.unpend(ctx, j.coll, j.id, keys) })
+			// On this store's own client: a request's store queued it with its collection.
+			coll := s.db.Collection(j.coll.Name())
+			g.Go(func() error { return s.unpend(ctx, coll, j.id, keys) })
 		}
 	}
 	if err := g.Wait(); err != nil {
