@@ -50,19 +50,7 @@ var errOtherHost = errors.New("the user API redirected to another host; Known do
 
 // New returns a Client.
 func New(o Options) *Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	if !o.AllowPrivate {
-		dialer.Control = ssrf.New(ssrf.WithAnyPort()).Safe
-	}
-	transport := &http.Transport{
-		Proxy:                 nil, // never a proxy from the environment
-		DialContext:           dialer.DialContext,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: DefaultTimeout,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		ForceAttemptHTTP2:     true,
-	}
+	transport := Transport(o.AllowPrivate)
 	timeout := o.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -79,6 +67,26 @@ func New(o Options) *Client {
 		}},
 		timeout: timeout,
 		observe: o.Observe,
+	}
+}
+
+// Transport is the HTTP transport of Known's requests to customers' URLs (user APIs,
+// webhooks): it refuses loopback, private and link-local addresses unless allowPrivate
+// (KNOWN_ALLOW_PRIVATE_NETWORKS), checked on the address actually dialled, so that a name
+// resolving to an internal address is refused too; and it never uses a proxy.
+func Transport(allowPrivate bool) *http.Transport {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if !allowPrivate {
+		dialer.Control = ssrf.New(ssrf.WithAnyPort()).Safe
+	}
+	return &http.Transport{
+		Proxy:                 nil, // never a proxy from the environment
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: DefaultTimeout,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
 	}
 }
 

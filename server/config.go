@@ -46,7 +46,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.MongoDBURI, "mongodb-uri", env("KNOWN_MONGODB_URI", ""), "MongoDB deployment; empty starts the embedded store (KNOWN_MONGODB_URI)")
 	fs.StringVar(&c.Database, "database", env("KNOWN_DATABASE", "known"), "database name (KNOWN_DATABASE)")
 	fs.StringVar(&c.DataDir, "data-dir", env("KNOWN_DATA_DIR", "./data"), "where the embedded store keeps its files (KNOWN_DATA_DIR)")
-	fs.StringVar(&allowPrivate, "allow-private-networks", env("KNOWN_ALLOW_PRIVATE_NETWORKS", "false"), "let the user-data endpoint be on a private address (KNOWN_ALLOW_PRIVATE_NETWORKS)")
+	fs.StringVar(&allowPrivate, "allow-private-networks", env("KNOWN_ALLOW_PRIVATE_NETWORKS", "false"), "let the user-data endpoint and webhooks be on a private address (KNOWN_ALLOW_PRIVATE_NETWORKS)")
 	fs.StringVar(&maxAge, "profile-max-age", env("KNOWN_PROFILE_MAX_AGE", "5m"), "refetch external profiles older than this (KNOWN_PROFILE_MAX_AGE)")
 	fs.StringVar(&concurrency, "profile-concurrency", env("KNOWN_PROFILE_CONCURRENCY", "8"), "external profile fetches at once per project (KNOWN_PROFILE_CONCURRENCY)")
 	fs.StringVar(&rate, "widget-rate-limit", env("KNOWN_WIDGET_RATE_LIMIT", "10"), "widget calls per second per app id and client IP; 0 is off (KNOWN_WIDGET_RATE_LIMIT)")

@@ -41,6 +41,7 @@ func newGraphQL(log zerolog.Logger, svc *service.Service, m *metrics) (*handler.
 		Complexity: complexity(),
 	})
 	srv := handler.New(es)
+	srv.AddTransport(websocketTransport(svc)) // first: GET would take the upgrade request
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -249,6 +250,7 @@ func complexity() graph.ComplexityRoot {
 	c.User.Events = page
 	c.User.Organizations = page
 	c.WidgetSession.Conversations = page
+	c.Webhook.Deliveries = page
 	c.Query.Users = func(child int, first *int, _ *string, _ *model.UserFilter) int { return list(child, first) }
 	c.Query.Conversations = func(child int, first *int, _ *string, _ *model.ConversationFilter) int {
 		return list(child, first)

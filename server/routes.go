@@ -22,8 +22,8 @@ func newServer(log zerolog.Logger, svc *service.Service, st *store.Store, m *met
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", api)
-	mux.Handle("GET /graphql", api)
-	mux.Handle("OPTIONS /graphql", api) // CORS preflight
+	mux.Handle("GET /graphql", upgrades(withClient(gql), api)) // subscriptions: events.go
+	mux.Handle("OPTIONS /graphql", api)                        // CORS preflight
 	ide := graphiql.Handler()
 	mux.Handle("GET /{$}", ide)
 	mux.Handle("GET "+graphiql.AssetPrefix, ide)

@@ -112,6 +112,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	opts.Profiles = profile.New(profile.Options{AllowPrivate: cfg.AllowPrivateNetworks, Observe: m.observeFetch})
 	opts.ProfileMaxAge, opts.ProfileConcurrency = cfg.ProfileMaxAge, cfg.ProfileConcurrency
+	eventsCtx, stopEvents := context.WithCancel(context.Background())
+	defer stopEvents()
+	opts.Events = followEvents(eventsCtx, log, st, eventSweepInterval)
 	svc := service.New(st, opts)
 	if err := checkSecret(ctx, log, svc, previous); err != nil {
 		return err
@@ -130,6 +133,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	go sweepExpired(ctx, log, svc)
+	if err := startWebhooks(eventsCtx, log, svc, cfg.AllowPrivateNetworks); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -154,6 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	storeOpen = false
+	stopEvents() // ends the subscriptions, whose sockets the HTTP server's drain does not wait for
 	return shutdown(log, cfg.ShutdownTimeout, srv, errc, svc, st, lease, stopLease, leaseDone, context.Cause(ctx))
 }
 

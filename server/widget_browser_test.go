@@ -49,6 +49,7 @@ func TestWidgetInBrowser(t *testing.T) {
 	t.Run("CompatPromptify", w.compatPromptify)
 	t.Run("CompatHubSpot", w.compatHubSpot)
 	t.Run("UISendsMessageAndShowsAgentReply", w.uiSendsMessageAndShowsAgentReply)
+	t.Run("AgentReplyArrivesLiveWithoutPolling", w.agentReplyArrivesLiveWithoutPolling)
 	t.Run("UIIsIsolatedFromThePageCSS", w.uiIsIsolatedFromThePageCSS)
 	t.Run("UIFalseDrawsNothing", w.uiFalseDrawsNothing)
 	t.Run("NoRequestLeavesTheTwoOrigins", w.noRequestLeavesTheTwoOrigins)
@@ -452,6 +453,31 @@ if (window.HubSpotConversations) {
 	evalJS[chromedp.Void](t, tb, `HubSpotConversations.widget.remove()`)
 	if evalJS[bool](t, tb, `!!document.querySelector("known-widget")`) {
 		t.Errorf("HubSpotConversations.widget.remove() left the widget on the page")
+	}
+}
+
+// agentReplyArrivesLiveWithoutPolling: with no panel and a poll interval of an hour, the
+// agent's reply still reaches on("message"), once: through sessionEvents (API.md §9).
+func (w *browserEnv) agentReplyArrivesLiveWithoutPolling(t *testing.T) {
+	app, key := w.project(t)
+	tb := w.open(t, page(`<script>
+  window.knownSettings = { appId: "`+app+`", ui: false, pollInterval: 3600000 };
+  window.replies = [];
+  window.knownOnReady = [(known) => known.on("message", (m) => replies.push(m.conversationId + ":" + m.body))];
+</script>
+`+w.scriptTag(""), ""))
+	tb.waitFor(t, `window.Known && Known.widget.status().loaded`)
+	conv := evalJS[string](t, tb, `Known.startConversation("is anyone there?").then((c) => c.id)`)
+	time.Sleep(300 * time.Millisecond) // the socket subscribes with the session it just got
+	r := gql(t, w.k.URL, key, `mutation($id: ID!) { replyToConversation(input: {conversationId: $id, body: "Right here."}) { message { id } userErrors { code message } } }`,
+		map[string]any{"id": conv})
+	if strings.Contains(r.Body, `"code":"`) {
+		t.Fatalf("replyToConversation: %s", r.Body)
+	}
+	tb.waitFor(t, `replies.length > 0`)
+	time.Sleep(200 * time.Millisecond)
+	if got := evalJS[[]string](t, tb, `replies`); !slices.Equal(got, []string{conv + ":Right here."}) {
+		t.Errorf("message events = %v, want the agent's reply once", got)
 	}
 }
 

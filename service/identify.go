@@ -571,6 +571,7 @@ func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts,
 			// The decision read these: write them only onto the user it read.
 			up.IfRev = &target.Rev
 		}
+		up.Before = target // the events of the write are told from it, without reading it again
 		u, err = s.store.UpdateUser(ctx, id, up)
 		if errors.Is(err, store.ErrRevChanged) || known.ErrorCode(err) == known.NotFound {
 			err = errStale
@@ -701,6 +702,12 @@ func (s *Service) userUpdate(wc *widgetCall, c *claim, f *facts, plan identity.P
 	}
 	if visitor != "" && !slices.Contains(base.VisitorIDs, visitor) {
 		up.AddVisitorIDs = append(up.AddVisitorIDs, string(visitor))
+	}
+	if c.identified() && visitor != "" {
+		up.Identified = ptrTo(string(visitor)) // user.identified, when the visitor is new to the user
+	}
+	if r := plan.Merge; r != nil {
+		up.MergedFrom = ptrTo(string(r.ID)) // user.merged
 	}
 	checked, writes = s.linkCompanies(wc, c, f, &up)
 	return up, checked, writes

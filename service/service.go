@@ -34,6 +34,8 @@ type Options struct {
 	ProfileMaxAge time.Duration
 	// ProfileConcurrency bounds fetches at once per project (default 8).
 	ProfileConcurrency int
+	// Events is this instance's live change events (subscriptions); nil refuses them.
+	Events EventSource
 	// Log receives what happens outside a request (background profile fetches) and what a
 	// request's error cannot carry (metadata keys dropped from a profile); the zero Logger
 	// writes nothing.
@@ -59,6 +61,7 @@ type Service struct {
 	// keyProjects and endpoints keep what was read for CacheTTL (service/cache.go).
 	keyProjects *ttlCache[string, keyProject]
 	endpoints   *ttlCache[known.ProjectID, *profile.Endpoint]
+	events      EventSource
 	log         zerolog.Logger
 }
 
@@ -80,7 +83,7 @@ func New(st *store.Store, opts Options) *Service {
 		pf.perProject = 8
 	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret), prof: pf, log: opts.Log,
+		signer: session.NewSigner(opts.Secret), prof: pf, events: opts.Events, log: opts.Log,
 		keyProjects: newTTLCache[string, keyProject](CacheTTL, 10000, now),
 		endpoints:   newTTLCache[known.ProjectID, *profile.Endpoint](CacheTTL, 10000, now)}
 }

@@ -407,7 +407,7 @@ func addConversation(t *testing.T, e *env, u known.UserID) known.ConversationID 
 	}
 	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: e.project.Project.ID, ConversationID: c.ID,
 		Body: "hello", Author: known.AuthorVisitor, CreatedAt: now}
-	if err := e.store.AddMessage(e.ctx, m); err != nil {
+	if err := e.store.AddMessage(e.ctx, c, m); err != nil {
 		t.Fatal(err)
 	}
 	return c.ID

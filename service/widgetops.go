@@ -258,7 +258,7 @@ func (s *Service) StartConversation(ctx context.Context, appID *string, body str
 func (s *Service) addMessage(ctx context.Context, c *known.Conversation, body string, author known.Author, verified bool, now time.Time) (*known.Message, error) {
 	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: c.ProjectID, ConversationID: c.ID, Body: body,
 		Author: author, Verified: verified, CreatedAt: now}
-	if err := s.store.AddMessage(ctx, m); err != nil {
+	if err := s.store.AddMessage(ctx, c, m); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -22,6 +22,9 @@ type conversationDoc struct {
 	Messages  *int      `bson:"messages,omitempty"`
 	CreatedAt time.Time `bson:"createdAt"`
 	UpdatedAt time.Time `bson:"updatedAt"`
+	// Events recorded with a change and not yet published (outbox.go).
+	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
+	PendingCount int                  `bson:"pendingCount"`
 }
 
 type messageDoc struct {
@@ -32,6 +35,10 @@ type messageDoc struct {
 	Author         string    `bson:"author"`
 	Verified       bool      `bson:"verified"`
 	CreatedAt      time.Time `bson:"createdAt"`
+	// Events recorded with the message and not yet published (outbox.go); never part of a
+	// conversation's copy of its last message.
+	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
+	PendingCount int                  `bson:"pendingCount,omitempty"`
 }
 
 type eventDoc struct {
@@ -45,30 +52,70 @@ type eventDoc struct {
 	CreatedAt  time.Time      `bson:"createdAt"`
 }
 
-// CreateConversation stores a new conversation.
+// CreateConversation stores a new conversation, with its conversation.created event
+// (published after the insert, outbox.go).
 func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) error {
 	none := 0
+	evs := []changeDoc{conversationChange(known.ConversationCreated, c, map[string]any{"conversation": conversationSnapshot(c)}, c.CreatedAt)}
 	_, err := s.conversations.InsertOne(ctx, conversationDoc{
 		ID: string(c.ID), ProjectID: string(c.ProjectID), UserID: (*string)(c.UserID),
 		VisitorID: string(c.VisitorID), Status: string(c.Status), Messages: &none, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Pending: pendingMap(evs), PendingCount: len(evs),
 	})
 	if err != nil {
 		return fmt.Errorf("store: creating conversation: %w", err)
 	}
+	s.publish(ctx, s.conversations, string(c.ID), evs)
 	return nil
 }
 
-// AddMessage stores a new message of a conversation, counts it, and makes it the
+// moveConversation gives conversation id of user from to user into, with its
+// conversation.moved event, in one write; a conversation no longer of from stays.
+func (s *Store) moveConversation(ctx context.Context, id known.ConversationID, from, into known.UserID) error {
+	var d conversationDoc
+	if err := s.conversations.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
+		if isNoDocuments(err) {
+			return nil
+		}
+		return fmt.Errorf("store: moving conversation: %w", err)
+	}
+	c := d.conversation()
+	c.UserID = &into
+	evs := []changeDoc{conversationChange(known.ConversationMoved, c, map[string]any{"conversation": conversationSnapshot(c),
+		"fromUserId": known.GlobalID(known.KindUser, string(from))}, time.Now())}
+	update := bson.M{"$set": bson.M{"userId": string(into)}}
+	pending(update, evs)
+	err := func() error {
+		defer s.serial.lock(s.conversations, string(id))()
+		return s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": string(id), "userId": string(from)}, update).Err()
+	}()
+	if isNoDocuments(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: moving conversation: %w", err)
+	}
+	s.publish(ctx, s.conversations, string(id), evs)
+	return nil
+}
+
+// AddMessage stores a new message of conversation c, counts it, and makes it the
 // conversation's last message (unless a newer one got there first): one insert and, as a
-// rule, one update by _id.
-func (s *Store) AddMessage(ctx context.Context, m *known.Message) error {
+// rule, one update by _id. The message carries its message.created event, published after the
+// insert (outbox.go).
+func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.Message) error {
+	evs := []changeDoc{conversationChange(known.MessageCreated, c, map[string]any{"conversation": conversationSnapshot(c),
+		"message": messageSnapshot(m)}, m.CreatedAt)}
 	d := messageDoc{
 		ID: string(m.ID), ProjectID: string(m.ProjectID), ConversationID: string(m.ConversationID),
 		Body: m.Body, Author: string(m.Author), Verified: m.Verified, CreatedAt: m.CreatedAt,
+		Pending: pendingMap(evs), PendingCount: len(evs),
 	}
 	if _, err := s.messages.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("store: adding message: %w", err)
 	}
+	d.Pending, d.PendingCount = nil, 0
+	defer s.publish(ctx, s.messages, d.ID, evs)
 	defer s.serial.lock(s.conversations, d.ConversationID)()
 	err := s.conversations.FindOneAndUpdate(ctx,
 		bson.M{"_id": d.ConversationID, "$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}},

@@ -219,14 +219,29 @@ func (s *Store) ReleaseKeys(ctx context.Context, p known.ProjectID, keys []Ident
 // in flight, and an older one was left by a crash between the two writes.
 const OrphanAge = orphanAge
 
-// InsertUser stores a new user whole. Its identity keys must be held for it already.
+// InsertUser stores a new user whole. Its identity keys must be held for it already. The
+// user carries its events (user.created; user.identified when a widget's visitor came with an
+// identity; user.verified when one is proven), published after the insert (outbox.go).
 func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
-	if _, err := s.users.InsertOne(ctx, newUserDoc(u)); err != nil {
+	d := newUserDoc(u)
+	var visitor *string
+	if len(u.VisitorIDs) > 0 && len(u.Identities) > 0 {
+		v := string(u.VisitorIDs[0])
+		visitor = &v
+	}
+	now := u.CreatedAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	evs := userEvents(nil, u, visitor, nil, now)
+	d.Pending, d.PendingCount = pendingMap(evs), len(evs)
+	if _, err := s.users.InsertOne(ctx, d); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return known.Errorf(known.AlreadyExists, "user %s exists", u.ID)
 		}
 		return fmt.Errorf("store: creating user: %w", err)
 	}
+	s.publish(ctx, s.users, d.ID, evs)
 	return nil
 }
 
@@ -248,10 +263,17 @@ func (s *Store) UsersByIDsEach(ctx context.Context, p known.ProjectID, ids []kno
 	return out, g.Wait()
 }
 
-// MoveUserData moves the conversations and events of user from to user into.
+// MoveUserData moves the conversations and events of user from to user into. Each
+// conversation moves in a write of its own, which records its conversation.moved event.
 func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error {
-	if _, err := s.conversations.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
-		return fmt.Errorf("store: moving conversations: %w", err)
+	byUser, err := s.ConversationIDsOfUsers(ctx, []known.UserID{from})
+	if err != nil {
+		return err
+	}
+	for _, cid := range byUser[from] {
+		if err := s.moveConversation(ctx, cid, from, into); err != nil {
+			return err
+		}
 	}
 	if _, err := s.events.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
 		return fmt.Errorf("store: moving events: %w", err)
@@ -259,8 +281,12 @@ func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error
 	return nil
 }
 
-// DeleteMergedUser deletes user id after a merge moved everything of it elsewhere.
+// DeleteMergedUser deletes user id after a merge moved everything of it elsewhere; events it
+// still holds are published first.
 func (s *Store) DeleteMergedUser(ctx context.Context, id known.UserID) error {
+	if err := s.flushBeforeDelete(ctx, s.users, string(id)); err != nil {
+		return err
+	}
 	defer s.serial.lock(s.users, string(id))()
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting merged user: %w", err)

@@ -61,8 +61,26 @@ type Store struct {
 	jwtIDs        *mongo.Collection
 	idTokens      *mongo.Collection
 	profiles      *mongo.Collection
+	// changes is the published change events (outbox.go).
+	changes *mongo.Collection
+	// webhooks and their deliveries (webhooks.go).
+	webhooks, deliveries *mongo.Collection
 
-	serial serial
+	// published wakes this process's event reader (Published).
+	wake *wakers
+	// BeforePublish, when set, runs after a change and its pending events are written and
+	// before they are queued for publishing; returning true drops them there, as if the
+	// process died between the two writes (tests).
+	BeforePublish func(collection, id string) bool
+	out           *outbox
+	// bg is this store on its own small connection pool, without the command monitor: for
+	// the work outside requests (publishing, following the event log, webhooks, sweeping),
+	// which then neither waits behind requests nor shows in their metrics. bg.bg is bg.
+	bg       *Store
+	bgClient *mongo.Client
+	log      zerolog.Logger
+
+	serial *serial
 	// leaseOpts connect the lease's own client (see lease.go).
 	leaseOpts *options.ClientOptions
 }
@@ -71,7 +89,7 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{}
+	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
@@ -139,20 +157,18 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if name == "" {
 		name = "known"
 	}
-	s.db = client.Database(name)
-	s.projects = s.db.Collection("projects")
-	s.projectKeys = s.db.Collection("project_keys")
-	s.users = s.db.Collection("users")
-	s.identityKeys = s.db.Collection("identity_keys")
-	s.organizations = s.db.Collection("organizations")
-	s.companies = s.db.Collection("companies")
-	s.conversations = s.db.Collection("conversations")
-	s.messages = s.db.Collection("messages")
-	s.events = s.db.Collection("events")
-	s.sessions = s.db.Collection("widget_sessions")
-	s.jwtIDs = s.db.Collection("jwt_ids")
-	s.idTokens = s.db.Collection("identification_tokens")
-	s.profiles = s.db.Collection("profiles")
+	s.use(client.Database(name))
+	bgClient, err := mongo.Connect(clientOpts().SetMaxPoolSize(8))
+	if err != nil {
+		_ = s.Close(context.Background())
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.bgClient = bgClient
+	bg := *s
+	bg.use(bgClient.Database(name))
+	bg.bg = &bg
+	s.bg = &bg
+	s.startOutbox() // the migration's changes publish events too
 	ictx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel2()
 	if err := s.createIndexes(ictx); err != nil {
@@ -166,6 +182,31 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// use points the store's collections into db.
+func (s *Store) use(db *mongo.Database) {
+	s.db = db
+	s.projects = s.db.Collection("projects")
+	s.projectKeys = s.db.Collection("project_keys")
+	s.users = s.db.Collection("users")
+	s.identityKeys = s.db.Collection("identity_keys")
+	s.organizations = s.db.Collection("organizations")
+	s.companies = s.db.Collection("companies")
+	s.conversations = s.db.Collection("conversations")
+	s.messages = s.db.Collection("messages")
+	s.events = s.db.Collection("events")
+	s.sessions = s.db.Collection("widget_sessions")
+	s.jwtIDs = s.db.Collection("jwt_ids")
+	s.idTokens = s.db.Collection("identification_tokens")
+	s.profiles = s.db.Collection("profiles")
+	s.changes = s.db.Collection("inbox_events")
+	s.webhooks = s.db.Collection("webhooks")
+	s.deliveries = s.db.Collection("webhook_deliveries")
+}
+
+// Background returns this store on its own connection pool, whose commands do not show in
+// the command monitor: for work outside requests (the event reader, webhooks, sweeps).
+func (s *Store) Background() *Store { return s.bg }
+
 // FerretDB reports whether the database is FerretDB (the embedded store, or one behind a URI),
 // which does not apply concurrent updates of one document atomically.
 func (s *Store) FerretDB() bool { return s.serial.on }
@@ -178,11 +219,18 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.client.Ping(ctx, nil)
 }
 
-// Close disconnects, then stops the embedded database if there is one.
+// Close publishes the events queued in this process (as far as ctx allows; the rest stay
+// pending for the next start), disconnects, then stops the embedded database if there is one.
 func (s *Store) Close(ctx context.Context) error {
+	s.stopOutbox(ctx)
 	var err error
+	if s.bgClient != nil {
+		err = s.bgClient.Disconnect(ctx)
+	}
 	if s.client != nil {
-		err = s.client.Disconnect(ctx)
+		if cerr := s.client.Disconnect(ctx); err == nil {
+			err = cerr
+		}
 	}
 	s.stopEmbedded()
 	return err
@@ -200,8 +248,17 @@ func (s *Store) stopEmbedded() {
 // every start.
 func (s *Store) createIndexes(ctx context.Context) error {
 	byProjectNewest := mongo.IndexModel{Keys: bson.D{{Key: "projectId", Value: 1}, {Key: "_id", Value: -1}}}
+	// The sweeper's query: documents that still hold an event to publish.
+	pendingEvents := mongo.IndexModel{Keys: bson.D{{Key: "pendingCount", Value: 1}}}
 	specs := map[*mongo.Collection][]mongo.IndexModel{
+		s.changes: {
+			{Keys: bson.D{{Key: "eventId", Value: 1}}, Options: options.Index().SetUnique(true)},
+			byProjectNewest,
+		},
+		s.webhooks:   {{Keys: bson.D{{Key: "projectId", Value: 1}}}},
+		s.deliveries: {{Keys: bson.D{{Key: "webhookId", Value: 1}, {Key: "_id", Value: -1}}}, {Keys: bson.D{{Key: "status", Value: 1}}}},
 		s.users: {
+			pendingEvents,
 			byProjectNewest,
 			{Keys: bson.D{{Key: "companyIds", Value: 1}}},
 			{Keys: bson.D{{Key: "organizationIds", Value: 1}}},
@@ -210,11 +267,12 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		s.organizations: {byProjectNewest},
 		s.companies:     {byProjectNewest},
 		s.conversations: {
+			pendingEvents,
 			byProjectNewest,
 			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
 			{Keys: bson.D{{Key: "visitorId", Value: 1}, {Key: "_id", Value: -1}}},
 		},
-		s.messages: {{Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
+		s.messages: {pendingEvents, {Keys: bson.D{{Key: "conversationId", Value: 1}, {Key: "_id", Value: -1}}}},
 		s.events: {
 			{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "_id", Value: -1}}},
 			{Keys: bson.D{{Key: "companyId", Value: 1}, {Key: "_id", Value: -1}}},

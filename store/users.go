@@ -40,6 +40,9 @@ type userDoc struct {
 	CreatedAt          time.Time      `bson:"createdAt"`
 	UpdatedAt          time.Time      `bson:"updatedAt"`
 	LastSeenAt         *time.Time     `bson:"lastSeenAt,omitempty"`
+	// Events recorded with a change and not yet published (outbox.go).
+	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
+	PendingCount int                  `bson:"pendingCount"`
 }
 
 func newUserDoc(u *known.User) *userDoc {
@@ -250,8 +253,8 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 	return trimPage(out, page.First), nil
 }
 
-// DeleteUser erases a user of project p with its identity keys, events, conversations and
-// their messages. The user document goes last, so that an interrupted delete can be repeated.
+// DeleteUser erases a user of project p with its identity keys, events (tracked ones and
+// change events, but for its user.deleted), conversations and their messages. The user document goes last, so that an interrupted delete can be repeated.
 func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
 	var d userDoc
 	if err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
@@ -262,6 +265,21 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	}
 	if d.ProjectID != string(p) {
 		return notFound("user")
+	}
+	// user.deleted is recorded in the user first (an outbox like every change's), under an id
+	// derived from the user, so that a delete repeated after a failure records it once; it is
+	// published before the user document goes, with whatever else the user still held.
+	gone := changeDoc{EventID: userDeletedEventID(id), ProjectID: d.ProjectID, Type: string(known.UserDeleted),
+		UserID: &d.ID, Data: map[string]any{"user": map[string]any{"id": known.GlobalID(known.KindUser, d.ID),
+			"externalId": optString(d.ExternalID)}}, CreatedAt: time.Now().UTC()}
+	if err := func() error {
+		defer s.serial.lock(s.users, d.ID)()
+		k := "pendingEvents." + pendingKey(gone.EventID)
+		_, err := s.users.UpdateOne(ctx, bson.M{"_id": d.ID, k: bson.M{"$exists": false}},
+			bson.M{"$set": bson.M{k: gone}, "$inc": bson.M{"pendingCount": 1}})
+		return err
+	}(); err != nil {
+		return fmt.Errorf("store: recording user.deleted: %w", err)
 	}
 	byUser, err := s.ConversationIDsOfUsers(ctx, []known.UserID{id})
 	if err != nil {
@@ -289,8 +307,39 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if _, err := s.profiles.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting profile: %w", err)
 	}
+	if err := s.flushBeforeDelete(ctx, s.users, string(id)); err != nil {
+		return err
+	}
+	// The user's change events and their webhook deliveries hold its data: they are erased
+	// too, all but user.deleted (readers skip the numbers they leave empty).
+	notDeleted := bson.M{"$ne": string(known.UserDeleted)}
+	if _, err := s.changes.DeleteMany(ctx, bson.M{"userId": string(id), "type": notDeleted}); err != nil {
+		return fmt.Errorf("store: deleting the user's change events: %w", err)
+	}
+	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"userId": string(id), "eventType": notDeleted}); err != nil {
+		return fmt.Errorf("store: deleting the user's webhook deliveries: %w", err)
+	}
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting user: %w", err)
+	}
+	return nil
+}
+
+// flushBeforeDelete publishes every event document id of coll still holds, and fails when one
+// stays: a document is deleted only once its events are safe.
+func (s *Store) flushBeforeDelete(ctx context.Context, coll *mongo.Collection, id string) error {
+	// What this process queued goes first, in its order; publishing it here as well would
+	// only leave gaps in the numbers.
+	s.WaitPublished()
+	if _, err := s.flush(ctx, coll, id, 0); err != nil {
+		return err
+	}
+	n, err := coll.CountDocuments(ctx, bson.M{"_id": id, "pendingCount": bson.M{"$gt": 0}})
+	if err != nil {
+		return fmt.Errorf("store: checking pending events: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("store: %s %s still holds events that could not be published", coll.Name(), id)
 	}
 	return nil
 }

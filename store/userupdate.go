@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/knownhq/known"
@@ -41,15 +43,31 @@ type UserUpdate struct {
 	// IfRev, when set, makes the update conditional: it lands only while the user is at this
 	// revision, else UpdateUser returns ErrRevChanged and changes nothing.
 	IfRev *int64
+	// Identified names the visitor a widget call identified as this user: the write records
+	// user.identified when the visitor is new to the user (or the user was anonymous).
+	Identified *string
+	// MergedFrom names the record merged into this user: the write records user.merged.
+	MergedFrom *string
+	// Before, when set, is the user as the caller read it: the write is tried on that
+	// revision without reading it again (and, without IfRev, read and retried if it changed).
+	Before *known.User
 }
 
 // ErrRevChanged says that a conditional update found the user changed since it was read.
 var ErrRevChanged = errors.New("store: the user changed since it was read")
 
 // UpdateUser applies up to user id and returns the user as it then is, or NotFound.
+// The write also records the change's events (user.updated with its changes, user.verified,
+// user.identified, user.merged) in the user document, and then publishes them (outbox.go).
 func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
-	defer s.serial.lock(s.users, string(id))()
-	return s.updateUser(ctx, id, up)
+	u, evs, err := func() (*known.User, []changeDoc, error) {
+		defer s.serial.lock(s.users, string(id))()
+		return s.updateUser(ctx, id, up, up.Before)
+	}()
+	if err == nil {
+		s.publish(ctx, s.users, string(id), evs)
+	}
+	return u, err
 }
 
 // UpdateUserChecked reads user id of project p, asks decide for the update to make of it (or
@@ -59,19 +77,22 @@ func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 // the conditional write makes the rule hold across instances. NotFound when there is no user.
 func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id known.UserID, decide func(*known.User) (UserUpdate, error)) (*known.User, error) {
 	for attempt := 0; ; attempt++ {
-		out, err := func() (*known.User, error) {
+		out, evs, err := func() (*known.User, []changeDoc, error) {
 			defer s.serial.lock(s.users, string(id))()
 			u, err := s.User(ctx, p, id)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			up, err := decide(u)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			up.IfRev = &u.Rev
-			return s.updateUser(ctx, id, up)
+			return s.updateUser(ctx, id, up, u)
 		}()
+		if err == nil {
+			s.publish(ctx, s.users, string(id), evs)
+		}
 		if !errors.Is(err, ErrRevChanged) || attempt >= 50 {
 			return out, err
 		}
@@ -81,7 +102,61 @@ func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id kno
 	}
 }
 
-func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
+// updateUser writes up onto user id, as read (before, or read here when nil): the write is
+// conditional on the revision read, so that the events it records describe exactly the
+// change it made. An unconditional update (no IfRev) reads again and retries when another
+// write came in between.
+func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, before *known.User) (*known.User, []changeDoc, error) {
+	if before == nil && up.IfRev == nil && up.eventless() {
+		// Only lastSeenAt: no event can come of it, so no read is needed to describe it.
+		return s.updateUserAt(ctx, nil, id, up)
+	}
+	for attempt := 0; ; attempt++ {
+		b := before
+		if b == nil {
+			var d userDoc
+			err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d)
+			switch {
+			case isNoDocuments(err) && up.IfRev != nil:
+				return nil, nil, ErrRevChanged
+			case isNoDocuments(err):
+				return nil, nil, notFound("user")
+			case err != nil:
+				return nil, nil, fmt.Errorf("store: updating user: %w", err)
+			}
+			b = d.user()
+		}
+		if up.IfRev != nil && b.Rev != *up.IfRev {
+			return nil, nil, ErrRevChanged
+		}
+		u, evs, err := s.updateUserAt(ctx, b, id, up)
+		if errors.Is(err, ErrRevChanged) && up.IfRev == nil && attempt < 50 {
+			before = nil // changed since it was read: read it again
+			continue
+		}
+		return u, evs, err
+	}
+}
+
+// eventless reports whether up changes nothing an event reports (only lastSeenAt and
+// updatedAt).
+func (up *UserUpdate) eventless() bool {
+	return up.ExternalID == nil && up.Email == nil && up.EmailKey == nil && up.PhoneNumber == nil && up.Name == nil &&
+		up.FirstName == nil && up.LastName == nil && up.AvatarURL == nil && up.Identities == nil &&
+		up.ActiveCompanyID == nil && up.OrganizationIDs == nil && len(up.AddCompanyIDs) == 0 &&
+		len(up.AddVisitorIDs) == 0 && len(up.Metadata) == 0 && len(up.MetadataUnset) == 0 &&
+		up.Identified == nil && up.MergedFrom == nil
+}
+
+// updateUserAt writes up onto user id, only while it is at b's revision (b nil: whatever it
+// is, for an eventless update).
+func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID, up UserUpdate) (*known.User, []changeDoc, error) {
+	var evs []changeDoc
+	filter := bson.M{"_id": string(id)}
+	if b != nil {
+		evs = userEvents(b, applyUserUpdate(b, up), up.Identified, up.MergedFrom, up.UpdatedAt)
+		filter["rev"] = b.Rev
+	}
 	set := bson.M{"updatedAt": up.UpdatedAt}
 	str := map[string]*string{
 		"externalId": up.ExternalID, "email": up.Email, "emailKey": up.EmailKey, "phoneNumber": up.PhoneNumber,
@@ -139,23 +214,82 @@ func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate) 
 	if len(add) > 0 {
 		doc["$addToSet"] = add
 	}
+	pending(doc, evs)
 	var d userDoc
-	filter := bson.M{"_id": string(id)}
-	if up.IfRev != nil {
-		filter["rev"] = *up.IfRev
-	}
 	err := s.users.FindOneAndUpdate(ctx, filter, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
-		if isNoDocuments(err) && up.IfRev != nil {
-			return nil, ErrRevChanged
+		if isNoDocuments(err) && b == nil {
+			return nil, nil, notFound("user")
 		}
 		if isNoDocuments(err) {
-			return nil, notFound("user")
+			return nil, nil, ErrRevChanged
 		}
-		return nil, fmt.Errorf("store: updating user: %w", err)
+		return nil, nil, fmt.Errorf("store: updating user: %w", err)
 	}
-	return d.user(), nil
+	return d.user(), evs, nil
+}
+
+// applyUserUpdate returns user b as up leaves it: what updateUserAt writes, applied in Go, so
+// that the write can carry the events that describe it.
+func applyUserUpdate(b *known.User, up UserUpdate) *known.User {
+	u := *b
+	u.Metadata = maps.Clone(b.Metadata)
+	if u.Metadata == nil {
+		u.Metadata = map[string]any{}
+	}
+	u.Identities = slices.Clone(b.Identities)
+	set := func(dst **string, v *string) {
+		switch {
+		case v == nil:
+		case *v == "":
+			*dst = nil
+		default:
+			c := *v
+			*dst = &c
+		}
+	}
+	var ext, active *string = (*string)(b.ExternalID), (*string)(b.ActiveCompanyID)
+	set(&ext, up.ExternalID)
+	set(&active, up.ActiveCompanyID)
+	u.ExternalID, u.ActiveCompanyID = (*known.ExternalID)(ext), (*known.CompanyID)(active)
+	set(&u.Email, up.Email)
+	set(&u.PhoneNumber, up.PhoneNumber)
+	set(&u.Name, up.Name)
+	set(&u.FirstName, up.FirstName)
+	set(&u.LastName, up.LastName)
+	set(&u.AvatarURL, up.AvatarURL)
+	if up.Identities != nil {
+		u.Identities = slices.Clone(*up.Identities)
+	}
+	if up.LastSeenAt != nil {
+		u.LastSeenAt = up.LastSeenAt
+	}
+	if up.OrganizationIDs != nil {
+		u.OrganizationIDs = typed[known.OrganizationID](nonNil(*up.OrganizationIDs))
+	}
+	for k, v := range up.Metadata {
+		u.Metadata[k] = v
+	}
+	for _, k := range up.MetadataUnset {
+		delete(u.Metadata, k)
+	}
+	u.CompanyIDs = slices.Clone(b.CompanyIDs)
+	for _, c := range up.AddCompanyIDs {
+		if !slices.Contains(u.CompanyIDs, known.CompanyID(c)) {
+			u.CompanyIDs = append(u.CompanyIDs, known.CompanyID(c))
+		}
+	}
+	u.VisitorIDs = slices.Clone(b.VisitorIDs)
+	for _, v := range up.AddVisitorIDs {
+		if !slices.Contains(u.VisitorIDs, known.VisitorID(v)) {
+			u.VisitorIDs = append(u.VisitorIDs, known.VisitorID(v))
+		}
+	}
+	u.UpdatedAt = up.UpdatedAt
+	u.Rev = b.Rev + 1
+	u.Derive()
+	return &u
 }
 
 // UsersByIDs returns the users with these ids in project p, in no particular order; ids

@@ -124,7 +124,64 @@
     if (!session || session.visitorId !== next.visitorId || session.userId !== next.userId) primed = false;
     session = next;
     if (changed) emit("session", next);
+    if (state === "loaded") follow();
   };
+
+  /* ---------- live events (API.md §9) ---------- */
+
+  // One socket per session token, subscribed to sessionEvents (graphql-transport-ws): an
+  // agent's reply arrives at once. Reading conversations stays the fallback: where the socket
+  // cannot open, and to catch up on what came while it was down.
+  let live = null; // { ws, token }
+  const watchers = new Set(); // the UI's: told of every live event
+  const send = (ws, m) => ws.readyState === 1 && ws.send(JSON.stringify(m));
+  function follow() {
+    const token = storage.get();
+    if (!token || typeof WebSocket !== "function" || (live && live.token === token)) return;
+    unfollow();
+    let ws;
+    try {
+      ws = new WebSocket(base.replace(/^http/, "ws") + "/graphql", "graphql-transport-ws");
+    } catch (e) {
+      return; // polling only
+    }
+    const me = { ws, token };
+    live = me;
+    ws.onopen = () => send(ws, { type: "connection_init", payload: { "X-Widget-Session": token } });
+    ws.onmessage = (ev) => {
+      let m;
+      try {
+        m = JSON.parse(ev.data);
+      } catch (e) {
+        return;
+      }
+      if (m.type === "connection_ack") {
+        send(ws, { id: "1", type: "subscribe", payload: {
+          query: "subscription { sessionEvents { type conversationId message { " + MESSAGE + " } } }" } });
+      } else if (m.type === "ping") {
+        send(ws, { type: "pong" });
+      } else if (m.type === "next" && m.payload && m.payload.data) {
+        const e = m.payload.data.sessionEvents;
+        const msg = e && e.message;
+        if (msg && !seen.has(msg.id)) {
+          seen.add(msg.id);
+          if (msg.author === "AGENT") emit("message", Object.assign({ conversationId: e.conversationId }, msg));
+        }
+        for (const fn of watchers) fn(e);
+      }
+    };
+    ws.onclose = (ev) => {
+      if (live !== me) return;
+      live = null;
+      // 4403: the token is refused; the next call replaces it and follows the new one.
+      if (ev.code !== 4403) setTimeout(() => live === null && state === "loaded" && follow(), 5000);
+    };
+  }
+  function unfollow() {
+    const l = live;
+    live = null;
+    if (l) l.ws.close(1000);
+  }
 
   async function post(query, variables, token) {
     const headers = { "Content-Type": "application/json" };
@@ -339,6 +396,7 @@
       }
       // Logout forgets the session entirely; the next call starts a new anonymous visitor.
       storage.set(null);
+      unfollow();
       session = null;
       seen.clear();
       primed = false;
@@ -412,12 +470,14 @@
       if (s.ui !== false && !ui) ui = drawUI(s);
       state = "loaded";
       loaded();
+      follow();
       emit("ready", api);
     })();
     return loading;
   }
 
   function remove() {
+    unfollow();
     if (ui) ui.destroy();
     ui = null;
     loading = null;
@@ -650,6 +710,8 @@ form button{border:0;border-radius:8px;background:var(--known-accent,#2459d6);co
     launcher.addEventListener("click", () => setOpen(!open));
     const onSession = () => open && refresh();
     api.on("session", onSession);
+    const onLive = () => open && refresh(); // a live event: read the thread now
+    watchers.add(onLive);
 
     function setOpen(v) {
       if (v === open) return;
@@ -659,8 +721,8 @@ form button{border:0;border-radius:8px;background:var(--known-accent,#2459d6);co
       launcher.setAttribute("aria-label", v ? "Close chat" : "Open chat");
       clearInterval(timer);
       if (v) {
-        // Until real-time events exist (API.md §9), an open panel reads its conversations
-        // when opened and every pollInterval ms (10 s).
+        // An open panel reads its conversations when opened, at each live event, and every
+        // pollInterval ms (10 s) in case the socket is down.
         render();
         focus();
         refresh();
@@ -681,6 +743,7 @@ form button{border:0;border-radius:8px;background:var(--known-accent,#2459d6);co
       destroy() {
         clearInterval(timer);
         api.off("session", onSession);
+        watchers.delete(onLive);
         host.remove();
       },
     };

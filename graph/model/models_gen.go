@@ -28,6 +28,24 @@ type AddJwtPublicKeyPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
+// The webhook to add.
+type AddWebhookInput struct {
+	// An http(s) URL, at most 2048 characters, without user:password.
+	URL string `json:"url"`
+	// The event types to send; null or empty for all.
+	Events []known.EventType `json:"events,omitempty"`
+}
+
+// The result of `addWebhook`.
+type AddWebhookPayload struct {
+	// The new webhook; null when `userErrors` is non-empty.
+	Webhook *known.Webhook `json:"webhook,omitempty"`
+	// The secret that signs its deliveries (`Known-Signature`), shown only this once.
+	SigningSecret *string `json:"signingSecret,omitempty"`
+	// Why the input was rejected; empty on success.
+	UserErrors []*UserError `json:"userErrors"`
+}
+
 // A page of audit entries, newest first.
 type AuditEntryConnection struct {
 	// The entries of this page, each with its cursor.
@@ -382,6 +400,20 @@ type ProjectEdge struct {
 type Query struct {
 }
 
+// The webhook to remove.
+type RemoveWebhookInput struct {
+	// The webhook's id.
+	ID string `json:"id"`
+}
+
+// The result of `removeWebhook`.
+type RemoveWebhookPayload struct {
+	// The removed webhook's id; null when `userErrors` is non-empty.
+	RemovedWebhookID *string `json:"removedWebhookId,omitempty"`
+	// Why the input was rejected; empty on success.
+	UserErrors []*UserError `json:"userErrors"`
+}
+
 // An agent's reply to a conversation.
 type ReplyToConversationInput struct {
 	// The conversation's opaque global id.
@@ -558,6 +590,10 @@ type StartConversationPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
+// Live change events (API.md §9), over WebSocket at `/graphql` with the `graphql-transport-ws` protocol (the `graphql-ws` library's). Credentials go in the `connection_init` payload: `{"Agent-Secret-Key": "sk_…"}` (or `{"Authorization": "Bearer sk_…"}`) for `inboxEvents`, `{"X-Widget-Session": "ks1.…"}` for `sessionEvents`; a wrong or missing one closes the socket with code 4403. An event reaches every subscriber on every instance sharing the database; a subscription sees the events published after it starts.
+type Subscription struct {
+}
+
 // A point-in-time event to record.
 type TrackInput struct {
 	// Optional: the project's public app id; when given, it must match the session's project.
@@ -598,6 +634,26 @@ type UpdateProjectInput struct {
 type UpdateProjectPayload struct {
 	// The project with its new settings; null when `userErrors` is non-empty.
 	Project *known.Project `json:"project,omitempty"`
+	// Why the input was rejected; empty on success.
+	UserErrors []*UserError `json:"userErrors"`
+}
+
+// The changes to a webhook; fields left out stay as they are.
+type UpdateWebhookInput struct {
+	// The webhook's id.
+	ID string `json:"id"`
+	// A new URL.
+	URL *string `json:"url,omitempty"`
+	// The event types to send; empty for all.
+	Events []known.EventType `json:"events,omitempty"`
+	// Whether deliveries are sent; true clears a failure, and its pending deliveries go out.
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// The result of `updateWebhook`.
+type UpdateWebhookPayload struct {
+	// The webhook as it now is; null when `userErrors` is non-empty.
+	Webhook *known.Webhook `json:"webhook,omitempty"`
 	// Why the input was rejected; empty on success.
 	UserErrors []*UserError `json:"userErrors"`
 }
@@ -684,6 +740,24 @@ type UserSearchResult struct {
 	User *known.User `json:"user"`
 	// The global ids of the user's conversations.
 	ConversationIds []string `json:"conversationIds"`
+}
+
+// A page of a webhook's deliveries.
+type WebhookDeliveryConnection struct {
+	// The deliveries of this page, with their cursors.
+	Edges []*WebhookDeliveryEdge `json:"edges"`
+	// The deliveries of this page.
+	Nodes []*known.WebhookDelivery `json:"nodes"`
+	// Where this page sits in the whole list.
+	PageInfo *PageInfo `json:"pageInfo"`
+}
+
+// A delivery and its cursor.
+type WebhookDeliveryEdge struct {
+	// Pass it as `after` to get the deliveries after this one.
+	Cursor string `json:"cursor"`
+	// The delivery.
+	Node *known.WebhookDelivery `json:"node"`
 }
 
 // The outcome of a fetch from the user-data endpoint.

@@ -1,0 +1,103 @@
+package service
+
+import (
+	"context"
+	"slices"
+
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/identity"
+)
+
+// EventSource is this instance's live change events (the events.Hub, which follows the
+// events every instance publishes).
+type EventSource interface {
+	// Subscribe returns the events accept takes, from now on, and the function that ends the
+	// subscription; the channel is closed when it ends.
+	Subscribe(accept func(*known.InboxEvent) bool) (<-chan *known.InboxEvent, func())
+}
+
+// InboxEvents streams the change events of the secret key's project, of the given types (all
+// when none), until ctx is done. UNAUTHENTICATED without a secret key.
+func (s *Service) InboxEvents(ctx context.Context, types []known.EventType) (<-chan *known.InboxEvent, error) {
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.events == nil {
+		return nil, known.Errorf(known.Internal, "this instance does not follow events")
+	}
+	types = slices.Clone(types)
+	c, stop := s.events.Subscribe(func(e *known.InboxEvent) bool {
+		return e.ProjectID == p && (len(types) == 0 || slices.Contains(types, e.Type))
+	})
+	return follow(ctx, c, stop, nil), nil
+}
+
+// SessionEvents streams the events of the conversations the widget session may read (its
+// visitor's; a verified session's, all of its user's), as the widget may see them: the
+// conversation's id and status and the message, nothing of users. The session is the one the
+// call carries (rate limit and allowed origins as for every widget call).
+func (s *Service) SessionEvents(ctx context.Context) (<-chan *known.InboxEvent, error) {
+	wc, err := s.widget(ctx, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	if s.events == nil {
+		return nil, known.Errorf(known.Internal, "this instance does not follow events")
+	}
+	ss := *wc.session
+	c, stop := s.events.Subscribe(func(e *known.InboxEvent) bool {
+		switch e.Type {
+		case known.ConversationCreated, known.ConversationMoved, known.MessageCreated:
+		default:
+			return false
+		}
+		return e.ProjectID == ss.ProjectID && e.VisitorID != nil && e.ConversationID != nil &&
+			identity.MayRead(&ss, &known.Conversation{ProjectID: e.ProjectID, UserID: e.UserID, VisitorID: *e.VisitorID})
+	})
+	return follow(ctx, c, stop, widgetEvent), nil
+}
+
+// widgetEvent is e as a widget may read it.
+func widgetEvent(e *known.InboxEvent) *known.InboxEvent {
+	w := *e
+	w.UserID, w.VisitorID = nil, nil
+	data := map[string]any{}
+	if c, ok := e.Data["conversation"].(map[string]any); ok {
+		data["conversation"] = map[string]any{"id": c["id"], "status": c["status"], "createdAt": c["createdAt"]}
+	}
+	if m, ok := e.Data["message"]; ok {
+		data["message"] = m
+	}
+	w.Data = data
+	return &w
+}
+
+// follow passes the events of c on (through transform, when set) until ctx is done or c
+// closes, then ends the subscription.
+func follow(ctx context.Context, c <-chan *known.InboxEvent, stop func(), transform func(*known.InboxEvent) *known.InboxEvent) <-chan *known.InboxEvent {
+	out := make(chan *known.InboxEvent)
+	go func() {
+		defer close(out)
+		defer stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-c:
+				if !ok {
+					return
+				}
+				if transform != nil {
+					e = transform(e)
+				}
+				select {
+				case out <- e:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
