@@ -445,3 +445,38 @@ func TestWebhookThroughGraphQL(t *testing.T) {
 		t.Fatalf("removeWebhook: %s", r.Body)
 	}
 }
+
+// TestSessionEventsEndWithTheSession: a widget's live stream ends when its session does
+// (resetSession is logout): the agent's next reply reaches no logged-out browser.
+func TestSessionEventsEndWithTheSession(t *testing.T) {
+	t.Parallel()
+	k := startKnown(t)
+	app, key := createProject(t, k.URL, "Logout")
+	v := widgetIdentify(t, k.URL, app, "", map[string]any{})
+	s := mustDialEvents(t, k.URL, map[string]any{"X-Widget-Session": v.Token})
+	s.subscribe(`subscription { sessionEvents { `+eventFields+` } }`, nil)
+	time.Sleep(100 * time.Millisecond)
+	c := widgetStart(t, k.URL, v.Token, "my account")
+	for range 2 { // CONVERSATION_CREATED, MESSAGE_CREATED
+		s.event(waitEvent)
+	}
+	mustResetSession(t, k.URL, v.Token)
+	agentReply(t, k.URL, key, c, "here are your account details")
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitEvent)
+	defer cancel()
+	for {
+		var m wsMessage
+		if err := wsjson.Read(ctx, s.conn, &m); err != nil {
+			t.Fatalf("the subscription neither ended nor answered: %v", err)
+		}
+		switch m.Type {
+		case "ping":
+			_ = wsjson.Write(ctx, s.conn, wsMessage{Type: "pong"})
+		case "next":
+			t.Fatalf("a logged-out browser received %s", m.Payload)
+		case "complete", "error":
+			return // ended
+		}
+	}
+}

@@ -55,7 +55,13 @@ func (s *Service) SessionEvents(ctx context.Context) (<-chan *known.InboxEvent, 
 		return e.ProjectID == ss.ProjectID && e.VisitorID != nil && e.ConversationID != nil &&
 			identity.MayRead(&ss, &known.Conversation{ProjectID: e.ProjectID, UserID: e.UserID, VisitorID: *e.VisitorID})
 	})
-	return follow(ctx, c, stop, widgetEvent), nil
+	// A session that ended (resetSession, expiry, its user erased) stops its stream at the
+	// next event: one read by _id per event, which a widget receives few of.
+	alive := func(ctx context.Context) bool {
+		_, err := s.store.Session(ctx, ss.ID, s.clock())
+		return err == nil
+	}
+	return followWhile(ctx, c, stop, widgetEvent, alive), nil
 }
 
 // widgetEvent is e as a widget may read it.
@@ -76,6 +82,13 @@ func widgetEvent(e *known.InboxEvent) *known.InboxEvent {
 // follow passes the events of c on (through transform, when set) until ctx is done or c
 // closes, then ends the subscription.
 func follow(ctx context.Context, c <-chan *known.InboxEvent, stop func(), transform func(*known.InboxEvent) *known.InboxEvent) <-chan *known.InboxEvent {
+	return followWhile(ctx, c, stop, transform, nil)
+}
+
+// followWhile is follow that ends the subscription, instead of passing an event on, once
+// alive (when set) says the subscriber may no longer read.
+func followWhile(ctx context.Context, c <-chan *known.InboxEvent, stop func(), transform func(*known.InboxEvent) *known.InboxEvent,
+	alive func(context.Context) bool) <-chan *known.InboxEvent {
 	out := make(chan *known.InboxEvent)
 	go func() {
 		defer close(out)
@@ -85,7 +98,7 @@ func follow(ctx context.Context, c <-chan *known.InboxEvent, stop func(), transf
 			case <-ctx.Done():
 				return
 			case e, ok := <-c:
-				if !ok {
+				if !ok || (alive != nil && !alive(ctx)) {
 					return
 				}
 				if transform != nil {
