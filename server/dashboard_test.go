@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -353,16 +354,20 @@ func TestDashboardProfiles(t *testing.T) {
 	})
 
 	t.Run("commands do not grow with the page (metrics)", func(t *testing.T) {
-		// Profiles are fresh: count the commands of one read of 10 and one of 100 through
-		// known_mongodb_commands_total.
+		// Profiles are fresh: count the commands of reads of 10 and of 100 through
+		// known_mongodb_commands_total. A key's project is kept 3 s, so a read that happens to
+		// follow its expiry costs one look-up more: the fewest of three reads of each compare.
 		readInbox(t, k.URL, key, 10) // warm
-		c0 := commandsTotal(t, k.URL)
-		readInbox(t, k.URL, key, 10)
-		c1 := commandsTotal(t, k.URL)
-		readInbox(t, k.URL, key, 100)
-		c2 := commandsTotal(t, k.URL)
-		n10, n100 := c1-c0, c2-c1
-		t.Logf("MongoDB commands per inbox read (from /metrics): 10 conversations %v, 100 conversations %v", n10, n100)
+		count := func(n int) float64 {
+			c0 := commandsTotal(t, k.URL)
+			readInbox(t, k.URL, key, n)
+			return commandsTotal(t, k.URL) - c0
+		}
+		n10, n100 := math.Inf(1), math.Inf(1)
+		for range 3 {
+			n10, n100 = min(n10, count(10)), min(n100, count(100))
+		}
+		t.Logf("MongoDB commands per inbox read (from /metrics, fewest of 3): 10 conversations %v, 100 conversations %v", n10, n100)
 		if n10 != n100 {
 			t.Errorf("inbox read: %v commands for 10 conversations, %v for 100; want the same", n10, n100)
 		}
