@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"fmt"
+	"github.com/knownhq/known/clocktest"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -9,30 +10,12 @@ import (
 	"time"
 )
 
-// clock is a settable time for a Limiter under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // newAt returns New(perSecond) on clock c.
-func newAt(perSecond float64, c *clock) *Limiter {
+func newAt(perSecond float64, c *clocktest.Clock) *Limiter {
 	l := New(perSecond)
-	l.now = c.now
+	l.now = c.Now
 	return l
 }
 
@@ -50,9 +33,9 @@ func allowed(l *Limiter, key string, n int) int {
 func TestLimiter(t *testing.T) {
 	tests := []struct {
 		name string
-		run  func(t *testing.T, c *clock)
+		run  func(t *testing.T, c *clocktest.Clock)
 	}{
-		{"BurstOfTwiceTheRateThenRefused", func(t *testing.T, c *clock) {
+		{"BurstOfTwiceTheRateThenRefused", func(t *testing.T, c *clocktest.Clock) {
 			for _, tc := range []struct {
 				perSecond float64
 				burst     int
@@ -63,36 +46,36 @@ func TestLimiter(t *testing.T) {
 				}
 			}
 		}},
-		{"RefillsAtTheRate", func(t *testing.T, c *clock) {
+		{"RefillsAtTheRate", func(t *testing.T, c *clocktest.Clock) {
 			l := newAt(10, c)
 			allowed(l, "k", 20)
 			if l.Allow("k") {
 				t.Fatal("allowed with an empty bucket")
 			}
-			c.advance(500 * time.Millisecond)
+			c.Advance(500 * time.Millisecond)
 			if got := allowed(l, "k", 10); got != 5 {
 				t.Errorf("after 0.5 s at 10/s: %d allowed, want 5", got)
 			}
-			c.advance(time.Hour)
+			c.Advance(time.Hour)
 			if got := allowed(l, "k", 30); got != 20 {
 				t.Errorf("after an hour: %d allowed, want the burst of 20", got)
 			}
 		}},
-		{"RefusedCallsTakeNothing", func(t *testing.T, c *clock) {
+		{"RefusedCallsTakeNothing", func(t *testing.T, c *clocktest.Clock) {
 			l := newAt(1, c)
 			allowed(l, "k", 2)
 			for range 99 {
-				c.advance(10 * time.Millisecond)
+				c.Advance(10 * time.Millisecond)
 				if l.Allow("k") {
 					t.Fatal("allowed with under one token")
 				}
 			}
-			c.advance(20 * time.Millisecond) // 1.01 s since empty
+			c.Advance(20 * time.Millisecond) // 1.01 s since empty
 			if !l.Allow("k") {
 				t.Error("a caller that kept trying was not allowed once a token had refilled")
 			}
 		}},
-		{"KeysAreIndependent", func(t *testing.T, c *clock) {
+		{"KeysAreIndependent", func(t *testing.T, c *clocktest.Clock) {
 			l := newAt(1, c)
 			if got := allowed(l, "app1|1.2.3.4", 10); got != 2 {
 				t.Fatalf("first key: %d allowed, want 2", got)
@@ -103,7 +86,7 @@ func TestLimiter(t *testing.T) {
 				}
 			}
 		}},
-		{"ZeroDisablesTheLimit", func(t *testing.T, c *clock) {
+		{"ZeroDisablesTheLimit", func(t *testing.T, c *clocktest.Clock) {
 			for _, perSecond := range []float64{0, -1, math.NaN(), math.Inf(1)} {
 				l := newAt(perSecond, c)
 				if got := allowed(l, "k", 10_000); got != 10_000 {
@@ -114,13 +97,13 @@ func TestLimiter(t *testing.T) {
 				}
 			}
 		}},
-		{"IdleKeysAreForgottenWithoutLosingState", func(t *testing.T, c *clock) {
+		{"IdleKeysAreForgottenWithoutLosingState", func(t *testing.T, c *clocktest.Clock) {
 			l := newAt(10, c)
 			allowed(l, "busy", 20)
 			allowed(l, "idle", 1)
 			// "busy" keeps coming back with an empty bucket; "idle" does not come back.
 			for range 30 {
-				c.advance(5 * time.Second)
+				c.Advance(5 * time.Second)
 				allowed(l, "busy", 100)
 			}
 			if n := l.size(); n != 1 {
@@ -133,21 +116,21 @@ func TestLimiter(t *testing.T) {
 				t.Errorf("the forgotten key: %d allowed, want a full burst of 20", got)
 			}
 		}},
-		{"MemoryStaysBoundedAsTimePasses", func(t *testing.T, c *clock) {
+		{"MemoryStaysBoundedAsTimePasses", func(t *testing.T, c *clocktest.Clock) {
 			l := newAt(10, c)
 			// 100,000 distinct keys, one every 100 ms: a key is forgotten after it has been
 			// idle for 2 s + 1 min and a sweep comes, so at most ~(62 s + 60 s) / 100 ms stay.
 			biggest := 0
 			for i := range 100_000 {
 				l.Allow(fmt.Sprintf("app|10.0.%d.%d", i/256, i%256))
-				c.advance(100 * time.Millisecond)
+				c.Advance(100 * time.Millisecond)
 				biggest = max(biggest, l.size())
 			}
 			if biggest > 1300 {
 				t.Errorf("up to %d keys remembered at once, want at most 1300", biggest)
 			}
 		}},
-		{"MemoryStaysBoundedWhenTimeStandsStill", func(t *testing.T, c *clock) {
+		{"MemoryStaysBoundedWhenTimeStandsStill", func(t *testing.T, c *clocktest.Clock) {
 			l := newAt(10, c)
 			l.maxKeys = 1000
 			for i := range 100_000 {
@@ -176,7 +159,7 @@ func TestLimiterConcurrentUse(t *testing.T) {
 				}
 				l.Allow(fmt.Sprint("own", g, i%50))
 				if i%100 == 0 {
-					c.advance(time.Millisecond) // concurrently with Allow; never enough to refill
+					c.Advance(time.Millisecond) // concurrently with Allow; never enough to refill
 				}
 			}
 		})

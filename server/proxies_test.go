@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/knownhq/known/clocktest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -84,7 +85,7 @@ func TestTrustedProxiesConfig(t *testing.T) {
 // widget rate-limit bucket and its own client_ip in the request log; a client that is not
 // behind a trusted proxy cannot escape its bucket by writing X-Forwarded-For.
 func TestRateLimitAndLogUseTheClientAddress(t *testing.T) {
-	clock := &frozenClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	start := func(t *testing.T, trust string) (string, *syncBuffer) {
 		proxies, err := parseTrustedProxies(trust)
 		if err != nil {
@@ -95,7 +96,7 @@ func TestRateLimitAndLogUseTheClientAddress(t *testing.T) {
 		log := zerolog.New(buf)
 		// A rate of 1 per second is a burst of 2, on a clock that does not move.
 		svc := service.New(st, service.Options{Secret: []byte(testSecret), AdminToken: testAdminToken, Log: log,
-			WidgetLimiter: ratelimit.NewWithClock(1, clock.now)})
+			WidgetLimiter: ratelimit.NewWithClock(1, clock.Now)})
 		srv := httptest.NewServer(withClientAddress(proxies, newServer(log, svc, st, newMetrics())))
 		t.Cleanup(func() {
 			srv.Close()

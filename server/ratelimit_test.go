@@ -2,9 +2,9 @@ package main
 
 import (
 	"fmt"
+	"github.com/knownhq/known/clocktest"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,33 +12,15 @@ import (
 	"github.com/knownhq/known/service"
 )
 
-// frozenClock is a clock that moves only when the test moves it.
-type frozenClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *frozenClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *frozenClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestWidgetRateLimitCountsOperations: the widget rate limit counts each operation (root
 // field), not each HTTP request: one request of 50 aliased identify mutations runs only the
 // burst's worth of them, the rest are RATE_LIMITED, and the request is answered 429 with
 // Retry-After while its body keeps the GraphQL errors (issue 9, point 3; API.md §11). The
 // limiter runs on a clock the test moves, so nothing refills behind its back.
 func TestWidgetRateLimitCountsOperations(t *testing.T) {
-	clock := &frozenClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	const perSecond, burst = 10, 20
-	k := startInProcess(t, func(o *service.Options) { o.WidgetLimiter = ratelimit.NewWithClock(perSecond, clock.now) })
+	k := startInProcess(t, func(o *service.Options) { o.WidgetLimiter = ratelimit.NewWithClock(perSecond, clock.Now) })
 	appID, _ := createProject(t, k.URL, "Limited")
 
 	var q strings.Builder
@@ -77,14 +59,14 @@ func TestWidgetRateLimitCountsOperations(t *testing.T) {
 			t.Fatalf("status %d, Retry-After %q; want 429 with Retry-After", r.Status, h.Get("Retry-After"))
 		}
 		r.requireCode(t, "RATE_LIMITED")
-		clock.advance(time.Second / perSecond)
+		clock.Advance(time.Second / perSecond)
 		r, h = widgetCall(t, k.URL, "", "", identifyMutation, map[string]any{"input": map[string]any{"appId": appID}})
 		if r.Status != http.StatusOK || h.Get("Retry-After") != "" || len(r.Errors) > 0 {
 			t.Fatalf("after the wait: status %d, Retry-After %q, body %s", r.Status, h.Get("Retry-After"), r.Body)
 		}
 	})
 	t.Run("FieldsOfOneOperationCostOneCall", func(t *testing.T) {
-		clock.advance(time.Hour) // a full bucket
+		clock.Advance(time.Hour) // a full bucket
 		s := mustIdentify(t, k.URL, "", map[string]any{"appId": appID, "userId": "reader"})
 		for range 3 {
 			widgetGQL(t, k.URL, s.Token, `mutation { startConversation(input: {body: "hi"}) { conversation { id } } }`, nil).

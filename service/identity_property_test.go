@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"flag"
 	"fmt"
+	"github.com/knownhq/known/clocktest"
 	"math/rand/v2"
 	"runtime/debug"
 	"slices"
@@ -411,7 +412,7 @@ type propRun struct {
 func (h *propertyHarness) run(t *testing.T, seq propSequence) propResult {
 	e := newEnv(t)
 	r := &propRun{t: t, h: h, e: e, kid: addKey(t, e, spkiPEM(t, h.pub), nil).ID,
-		clock:   &testClock{t: time.Now().UTC()}, // the JWTs' iat and exp
+		clock:   clocktest.New(time.Now().UTC()), // the JWTs' iat and exp
 		starter: map[known.ConversationID]int{}, ack: map[propKey]propAck{}, labels: map[known.UserID]string{}}
 	for range seq.actors {
 		ss, err := identifyErr(e, "", service.IdentifyInput{})

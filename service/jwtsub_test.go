@@ -18,7 +18,7 @@ func TestJWTSubject(t *testing.T) {
 	t.Run("SubIsTheUserIDWithoutID", func(t *testing.T) {
 		tok := signJWT(t, jwt.SigningMethodEdDSA, priv, k.ID, jwtClaims(clock, jwt.MapClaims{"sub": "sub-1", "email": "sub@example.com"}))
 		ss := setUser(t, e, "", service.SetUserInput{JWT: &tok})
-		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.Now())
 		if ext(u) != "sub-1" {
 			t.Fatalf("externalId = %q, want the sub claim", ext(u))
 		}
@@ -29,7 +29,7 @@ func TestJWTSubject(t *testing.T) {
 	t.Run("IDWinsOverSub", func(t *testing.T) {
 		tok := signJWT(t, jwt.SigningMethodEdDSA, priv, k.ID, jwtClaims(clock, jwt.MapClaims{"id": "id-2", "sub": "sub-2"}))
 		ss := setUser(t, e, "", service.SetUserInput{JWT: &tok})
-		if u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.now()); ext(u) != "id-2" {
+		if u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.Now()); ext(u) != "id-2" {
 			t.Fatalf("externalId = %q, want the id claim", ext(u))
 		}
 	})

@@ -12,7 +12,7 @@ import (
 // working there at once and on the other within CacheTTL (the issue asks within 5 s).
 func TestRotatedKeyStopsOnEveryInstance(t *testing.T) {
 	e, clock := clockedEnv(t)
-	other := service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken, Now: clock.now})
+	other := service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken, Now: clock.Now})
 	old := e.project.SecretKey
 	authenticated := func(svc *service.Service, key string) bool {
 		t.Helper()
@@ -35,11 +35,11 @@ func TestRotatedKeyStopsOnEveryInstance(t *testing.T) {
 	if !authenticated(other, rotated.SecretKey) {
 		t.Error("the other instance does not take the new key")
 	}
-	clock.advance(service.CacheTTL - time.Millisecond)
+	clock.Advance(service.CacheTTL - time.Millisecond)
 	if !authenticated(other, old) {
 		t.Log("the other instance dropped the old key early (allowed)")
 	}
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	if authenticated(other, old) {
 		t.Fatalf("the other instance still takes the old key %v after the rotation", service.CacheTTL)
 	}
@@ -54,7 +54,7 @@ func TestRotatedKeyStopsOnEveryInstance(t *testing.T) {
 	if err := e.svc.DeleteProject(e.as(t, adminToken), e.project.Project.ID); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(service.CacheTTL)
+	clock.Advance(service.CacheTTL)
 	if authenticated(other, rotated.SecretKey) {
 		t.Fatal("the other instance still takes a deleted project's key")
 	}

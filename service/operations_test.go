@@ -153,18 +153,18 @@ func TestRotateSecretKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !k1.PreviousKeyExpiresAt.Equal(clock.now().Add(time.Hour)) {
+	if !k1.PreviousKeyExpiresAt.Equal(clock.Now().Add(time.Hour)) {
 		t.Fatalf("previous key expires at %v, want in 60 minutes", k1.PreviousKeyExpiresAt)
 	}
 	works := func(key string) bool { return e.caller(t, key).ProjectID == e.project.Project.ID }
 	if !works(k1.SecretKey) || !works(old) {
 		t.Fatal("during the grace period both keys must work")
 	}
-	clock.advance(59 * time.Minute)
+	clock.Advance(59 * time.Minute)
 	if !works(old) {
 		t.Fatal("the old key stopped before its grace period ended")
 	}
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	if works(old) {
 		t.Fatal("the old key works after its grace period")
 	}

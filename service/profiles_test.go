@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"fmt"
+	"github.com/knownhq/known/clocktest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -164,11 +165,11 @@ func newProfileEnv(t *testing.T, o profileOpts) (*env, *testClock) {
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Second
 	}
-	clock := &testClock{t: time.Now().UTC().Truncate(time.Millisecond)}
+	clock := clocktest.New(time.Now().UTC().Truncate(time.Millisecond))
 	e := newEnv(t)
 	svc := service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken,
 		Profiles:      profile.New(profile.Options{AllowPrivate: true, Timeout: o.timeout}),
-		ProfileMaxAge: o.maxAge, ProfileConcurrency: o.concurrency, Now: clock.now})
+		ProfileMaxAge: o.maxAge, ProfileConcurrency: o.concurrency, Now: clock.Now})
 	e.svc = svc
 	t.Cleanup(func() {
 		// Background fetches end before the store closes (cleanups run last first).
@@ -431,8 +432,8 @@ func TestProfileSeed000(t *testing.T) {
 	t.Run("200 updates names, email, phone and metadata", func(t *testing.T) {
 		u := newExtUser(t, e, "ok-200")
 		api.set("ok-200", apiAnswer{status: 200, body: seed000})
-		clock.advance(time.Second)
-		now := clock.now().Truncate(time.Millisecond)
+		clock.Advance(time.Second)
+		now := clock.Now().Truncate(time.Millisecond)
 		pr := one(t, e, u)
 		if pr.Status != known.ProfileFound || sp(pr.FirstName) != "John" || sp(pr.LastName) != "Doe" ||
 			sp(pr.Email) != "john.doe@example.com" || sp(pr.PhoneNumber) != "+1234567890" ||
@@ -486,7 +487,7 @@ func TestProfileSeed000(t *testing.T) {
 	t.Run("404 is NOT_FOUND and leaves the user as it is", func(t *testing.T) {
 		u := newExtUser(t, e, "nf-404")
 		api.set("nf-404", apiAnswer{status: 404, body: `{"error":"unknown user"}`})
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		pr := one(t, e, u)
 		if pr.Status != known.ProfileNotFound || pr.FirstName != nil || pr.Email != nil || pr.FetchedAt == nil {
 			t.Errorf("profile = %s first %s email %s fetchedAt %v; want NOT_FOUND, no fields, fetchedAt set", pr.Status, sp(pr.FirstName), sp(pr.Email), pr.FetchedAt)
@@ -504,7 +505,7 @@ func TestProfileSeed000(t *testing.T) {
 			ext := fmt.Sprintf("unauth-%d", code)
 			u := newExtUser(t, e, ext)
 			api.set(ext, apiAnswer{status: code, body: seed000})
-			clock.advance(time.Second)
+			clock.Advance(time.Second)
 			pr := one(t, e, u)
 			if pr.Status != known.ProfileUnauthorized || pr.FirstName != nil || pr.FetchedAt != nil {
 				t.Errorf("profile = %s first %s fetchedAt %v; want UNAUTHORIZED, nothing fetched", pr.Status, sp(pr.FirstName), pr.FetchedAt)
@@ -534,15 +535,15 @@ func TestProfileSeed000(t *testing.T) {
 		t.Run(tc.name+" keeps the earlier data", func(t *testing.T) {
 			ext := "fail-" + strings.ReplaceAll(tc.name, " ", "-")
 			u := newExtUser(t, e, ext)
-			clock.advance(time.Second)
+			clock.Advance(time.Second)
 			first := one(t, e, u) // the default answer: 200
 			if first.Status != known.ProfileFound {
 				t.Fatalf("first fetch %s", first.Status)
 			}
 			afterFirst := readUser(t, e, u.ID)
 			api.set(ext, apiAnswer{status: tc.ans.status, body: tc.ans.body, delay: tc.ans.delay})
-			clock.advance(testMaxAge + time.Second)
-			now := clock.now().Truncate(time.Millisecond)
+			clock.Advance(testMaxAge + time.Second)
+			now := clock.Now().Truncate(time.Millisecond)
 			pr := one(t, e, afterFirst)
 			if pr.Status != tc.want {
 				t.Errorf("status %s, want %s", pr.Status, tc.want)
@@ -562,7 +563,7 @@ func TestProfileSeed000(t *testing.T) {
 			}
 			// A later success clears lastError.
 			api.set(ext, answerFor(ext))
-			clock.advance(testMaxAge + time.Second)
+			clock.Advance(testMaxAge + time.Second)
 			if pr := one(t, e, afterFirst); pr.Status != known.ProfileFound {
 				t.Fatalf("status %s after recovery", pr.Status)
 			}
@@ -579,7 +580,7 @@ func TestProfileSeed000(t *testing.T) {
 		}
 		u := newExtUser(t, e, "conflict-email")
 		api.set("conflict-email", apiAnswer{status: 200, body: `{"first_name":"Newfirst","last_name":"Newlast","email":"Taken@Example.com","metadata":{"tier":"gold"}}`})
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		prs, err := e.svc.ExternalProfiles(e.ctx, []*known.User{u})
 		if err != nil {
 			t.Fatalf("ExternalProfiles: %v, want no error for a conflicting email", err)
@@ -605,7 +606,7 @@ func TestProfileSeed000(t *testing.T) {
 		}
 		u := newExtUser(t, e, "conflict-phone")
 		api.set("conflict-phone", apiAnswer{status: 200, body: `{"first_name":"Pfirst","email":"free-email@example.com","phone_number":"+15550001111"}`})
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		if pr := one(t, e, u); pr.Status != known.ProfileFound {
 			t.Fatalf("status %s", pr.Status)
 		}
@@ -625,7 +626,7 @@ func TestProfileSeed000(t *testing.T) {
 	t.Run("bad values are dropped one by one", func(t *testing.T) {
 		u := newExtUser(t, e, "bad-values")
 		api.set("bad-values", apiAnswer{status: 200, body: `{"first_name":"Good","email":"not an email","phone_number":"12","metadata":{"tier":"silver"}}`})
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		if pr := one(t, e, u); pr.Status != known.ProfileFound {
 			t.Fatalf("status %s", pr.Status)
 		}
@@ -747,7 +748,7 @@ func TestProfileStaleness(t *testing.T) {
 		t.Fatalf("first read: %d fetches, status %s; want 1, FOUND", n, first.Status)
 	}
 	t.Run("within ProfileMaxAge no fetch", func(t *testing.T) {
-		clock.advance(59 * time.Second)
+		clock.Advance(59 * time.Second)
 		pr := one(t, e, u)
 		if n := api.fetchesOf("stale-1"); n != 1 {
 			t.Fatalf("%d fetches, want 1", n)
@@ -757,13 +758,13 @@ func TestProfileStaleness(t *testing.T) {
 		}
 	})
 	t.Run("past ProfileMaxAge one fetch", func(t *testing.T) {
-		clock.advance(2 * time.Second)
+		clock.Advance(2 * time.Second)
 		api.set("stale-1", apiAnswer{status: 200, body: `{"first_name":"Second"}`})
 		pr := one(t, e, u)
 		if n := api.fetchesOf("stale-1"); n != 2 {
 			t.Fatalf("%d fetches, want 2", n)
 		}
-		if sp(pr.FirstName) != "Second" || !pr.CheckedAt.Equal(clock.now().Truncate(time.Millisecond)) {
+		if sp(pr.FirstName) != "Second" || !pr.CheckedAt.Equal(clock.Now().Truncate(time.Millisecond)) {
 			t.Fatalf("profile first %s checkedAt %v", sp(pr.FirstName), pr.CheckedAt)
 		}
 		one(t, e, u)
@@ -772,7 +773,7 @@ func TestProfileStaleness(t *testing.T) {
 		}
 	})
 	t.Run("a failed fetch also counts as checked", func(t *testing.T) {
-		clock.advance(2 * time.Minute)
+		clock.Advance(2 * time.Minute)
 		api.set("stale-1", apiAnswer{status: 500})
 		if pr := one(t, e, u); pr.Status != known.ProfileError {
 			t.Fatalf("status %s", pr.Status)

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"github.com/knownhq/known/clocktest"
 	"slices"
 	"sort"
 	"strings"
@@ -31,35 +32,14 @@ import (
 // token lifetimes are shown on an injected clock.
 
 // testClock is a clock the test moves; the service reads it through Options.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type testClock = clocktest.Clock
 
 // clockedEnv is newEnv whose service runs on a clock the test controls, on the same store.
 func clockedEnv(t *testing.T) (*env, *testClock) {
 	t.Helper()
 	e := newEnv(t)
-	c := &testClock{t: time.Now().UTC().Truncate(time.Millisecond)}
-	e.svc = service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken, Now: c.now})
+	c := clocktest.New(time.Now().UTC().Truncate(time.Millisecond))
+	e.svc = service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken, Now: c.Now})
 	return e, c
 }
 
@@ -117,21 +97,21 @@ func TestUserHash(t *testing.T) {
 
 	t.Run("UserIDHashVerifies", func(t *testing.T) {
 		ss := identify(t, e, "", service.IdentifyInput{UserID: str("uh-1"), Name: str("Hal Hash"), UserHash: str(hashOf(secret, "uh-1"))})
-		u := wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 		if ext(u) != "uh-1" || opt(u.Name) != "Hal Hash" {
 			t.Fatalf("user = %+v", u)
 		}
 	})
 	t.Run("EmailOnlyHashVerifies", func(t *testing.T) {
 		ss := identify(t, e, "", service.IdentifyInput{Email: str("Only@Example.com"), UserHash: str(hashOf(secret, "Only@Example.com"))})
-		u := wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 		if u.ExternalID != nil || opt(u.Email) != "Only@Example.com" {
 			t.Fatalf("user = %+v", u)
 		}
 	})
 	t.Run("SetUserHashVerifies", func(t *testing.T) {
 		ss := setUser(t, e, "", service.SetUserInput{ID: str("uh-set"), Email: str("set@example.com"), UserHash: str(hashOf(secret, "uh-set"))})
-		u := wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 		if ext(u) != "uh-set" || opt(u.Email) != "set@example.com" {
 			t.Fatalf("user = %+v", u)
 		}
@@ -156,7 +136,7 @@ func TestUserHash(t *testing.T) {
 		}
 	})
 
-	rotatedAt := clock.now()
+	rotatedAt := clock.Now()
 	fresh, grace, err := e.svc.RotateIdentitySecret(e.ctx)
 	if err != nil {
 		t.Fatalf("RotateIdentitySecret: %v", err)
@@ -171,17 +151,17 @@ func TestUserHash(t *testing.T) {
 	})
 	t.Run("NewSecretAcceptedAtOnce", func(t *testing.T) {
 		ss := identify(t, e, "", service.IdentifyInput{UserID: str("rot-1"), UserHash: str(hashOf(fresh, "rot-1"))})
-		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 	})
 	t.Run("OldSecretAcceptedAt1h59m", func(t *testing.T) {
-		clock.set(rotatedAt.Add(time.Hour + 59*time.Minute))
+		clock.Set(rotatedAt.Add(time.Hour + 59*time.Minute))
 		ss := identify(t, e, "", service.IdentifyInput{UserID: str("rot-2"), UserHash: str(hashOf(secret, "rot-2"))})
-		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 		ss = setUser(t, e, "", service.SetUserInput{ID: str("rot-2"), UserHash: str(hashOf(secret, "rot-2"))})
-		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 	})
 	t.Run("OldSecretRefusedAt2h01m", func(t *testing.T) {
-		clock.set(rotatedAt.Add(2*time.Hour + time.Minute))
+		clock.Set(rotatedAt.Add(2*time.Hour + time.Minute))
 		runRejected(t, e, []rejected{
 			wrong("NewUser", identifyCall(e, "", service.IdentifyInput{UserID: str("rot-3"), UserHash: str(hashOf(secret, "rot-3"))})),
 			wrong("ExistingUser", identifyCall(e, "", service.IdentifyInput{UserID: str("uh-1"), UserHash: str(hashOf(secret, "uh-1"))})),
@@ -190,7 +170,7 @@ func TestUserHash(t *testing.T) {
 	})
 	t.Run("NewSecretStillAccepted", func(t *testing.T) {
 		ss := identify(t, e, "", service.IdentifyInput{UserID: str("rot-3"), UserHash: str(hashOf(fresh, "rot-3"))})
-		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 	})
 }
 
@@ -220,7 +200,7 @@ func signJWT(t *testing.T, method jwt.SigningMethod, key any, kid string, claims
 
 // jwtClaims is claims with iat now and exp five minutes later, on the test's clock.
 func jwtClaims(c *testClock, claims jwt.MapClaims) jwt.MapClaims {
-	now := c.now()
+	now := c.Now()
 	out := jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}
 	for k, v := range claims {
 		out[k] = v
@@ -276,7 +256,7 @@ func TestJWT(t *testing.T) {
 
 	edKey := addKey(t, e, spkiPEM(t, edPub), nil)
 	t.Run("AddJwtPublicKeyReturnsKey", func(t *testing.T) {
-		if edKey.ID == "" || edKey.Algorithm != "EdDSA" || !edKey.CreatedAt.Equal(clock.now()) || edKey.ExpiresAt != nil {
+		if edKey.ID == "" || edKey.Algorithm != "EdDSA" || !edKey.CreatedAt.Equal(clock.Now()) || edKey.ExpiresAt != nil {
 			t.Fatalf("key = %+v, want an id, EdDSA, created now, no expiry", edKey)
 		}
 	})
@@ -291,7 +271,7 @@ func TestJWT(t *testing.T) {
 			},
 		}))
 		ss := setUser(t, e, "", service.SetUserInput{JWT: &tok})
-		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.Now())
 		if ext(u) != "jwt-1" || opt(u.Email) != "Jane@Example.com" || opt(u.Name) != "Jane Doe" || opt(u.FirstName) != "Jane" ||
 			opt(u.LastName) != "Doe" || opt(u.AvatarURL) != "https://example.com/jane.png" || u.PhoneNumber != nil {
 			t.Fatalf("user = %+v", u)
@@ -321,7 +301,7 @@ func TestJWT(t *testing.T) {
 			ID: str("mallory"), Email: str("mallory@example.com"), Name: str("Mallory"), AvatarURL: str("https://evil.example/m.png"),
 			Attrs: map[string]any{"role": "admin"}, Organizations: []service.OrganizationInput{{ID: "evil-org", Name: "Evil"}}, JWT: &tok,
 		})
-		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.Now())
 		if ext(u) != "jwt-2" || opt(u.Email) != "signed@example.com" || opt(u.Name) != "Signed Name" || u.AvatarURL != nil ||
 			len(u.Metadata) != 0 || len(u.OrganizationIDs) != 0 {
 			t.Fatalf("user = %+v, want only the signed fields", u)
@@ -351,7 +331,7 @@ func TestJWT(t *testing.T) {
 		}
 		tok := signJWT(t, jwt.SigningMethodES256, ecPriv, ecKey.ID, jwtClaims(clock, jwt.MapClaims{"id": 4242, "email": "n@example.com"}))
 		ss := identify(t, e, "", service.IdentifyInput{UserID: str("intruder"), Email: str("intruder@example.com"), Name: str("Intruder"), JWT: &tok})
-		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByJWT, clock.Now())
 		if ext(u) != "4242" || opt(u.Email) != "n@example.com" || u.Name != nil {
 			t.Fatalf("user = %+v, want externalId 4242, the signed email and no name", u)
 		}
@@ -363,7 +343,7 @@ func TestJWT(t *testing.T) {
 	t.Run("ReplayedJTIVerificationFailed", func(t *testing.T) {
 		tok := signJWT(t, jwt.SigningMethodEdDSA, edPriv, edKey.ID, jwtClaims(clock, jwt.MapClaims{"id": "jwt-3", "jti": "jti-1"}))
 		ss := setUser(t, e, "", service.SetUserInput{JWT: &tok})
-		wantVerified(t, e, ss, known.VerifiedByJWT, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByJWT, clock.Now())
 		again := signJWT(t, jwt.SigningMethodEdDSA, edPriv, edKey.ID, jwtClaims(clock, jwt.MapClaims{"id": "jwt-3b", "name": "Other", "jti": "jti-1"}))
 		runRejected(t, e, []rejected{
 			{"SameJWTAgain", setUserCall(e, "", service.SetUserInput{JWT: &tok}), known.VerificationFailed, []string{"input", "jwt"}},
@@ -415,7 +395,7 @@ func TestJWT(t *testing.T) {
 			{"Identify", identifyCall(e, "", service.IdentifyInput{JWT: &other}), known.VerificationFailed, []string{"input", "jwt"}},
 		})
 		mine := signJWT(t, jwt.SigningMethodEdDSA, edPriv, edKey.ID, jwtClaims(clock, jwt.MapClaims{"id": "jwt-aud", "aud": e.appID()}))
-		wantVerified(t, e, setUser(t, e, "", service.SetUserInput{JWT: &mine}), known.VerifiedByJWT, clock.now())
+		wantVerified(t, e, setUser(t, e, "", service.SetUserInput{JWT: &mine}), known.VerifiedByJWT, clock.Now())
 	})
 
 	rsaPriv, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -428,7 +408,7 @@ func TestJWT(t *testing.T) {
 			t.Fatalf("algorithm = %s, want PS256", psKey.Algorithm)
 		}
 		ps := signJWT(t, jwt.SigningMethodPS256, rsaPriv, psKey.ID, jwtClaims(clock, jwt.MapClaims{"id": "jwt-ps"}))
-		wantVerified(t, e, setUser(t, e, "", service.SetUserInput{JWT: &ps}), known.VerifiedByJWT, clock.now())
+		wantVerified(t, e, setUser(t, e, "", service.SetUserInput{JWT: &ps}), known.VerifiedByJWT, clock.Now())
 		rsKid := signJWT(t, jwt.SigningMethodRS256, rsaPriv, psKey.ID, jwtClaims(clock, jwt.MapClaims{"id": "jwt-rs"}))
 		rsNoKid := signJWT(t, jwt.SigningMethodRS256, rsaPriv, "", jwtClaims(clock, jwt.MapClaims{"id": "jwt-rs"}))
 		runRejected(t, e, []rejected{
@@ -485,8 +465,8 @@ func TestJWT(t *testing.T) {
 		pub1, priv1 := newEd25519(t)
 		pub2, priv2 := newEd25519(t)
 		k1 := addKey(t, r, spkiPEM(t, pub1), nil)
-		clock.advance(10 * time.Minute)
-		replacedAt := clock.now()
+		clock.Advance(10 * time.Minute)
+		replacedAt := clock.Now()
 		k2 := addKey(t, r, spkiPEM(t, pub2), nil)
 		old := func(kid, id string) string {
 			return signJWT(t, jwt.SigningMethodEdDSA, priv1, kid, jwtClaims(clock, jwt.MapClaims{"id": id}))
@@ -503,17 +483,17 @@ func TestJWT(t *testing.T) {
 		})
 		t.Run("NewKeyWorksAtOnce", func(t *testing.T) {
 			tok := signJWT(t, jwt.SigningMethodEdDSA, priv2, k2.ID, jwtClaims(clock, jwt.MapClaims{"id": "kr-new"}))
-			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.now())
+			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.Now())
 		})
 		t.Run("OldKeyAcceptedAt1h59m", func(t *testing.T) {
-			clock.set(replacedAt.Add(time.Hour + 59*time.Minute))
+			clock.Set(replacedAt.Add(time.Hour + 59*time.Minute))
 			tok := old(k1.ID, "kr-old-1")
-			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.now())
+			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.Now())
 			noKid := old("", "kr-old-2")
-			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &noKid}), known.VerifiedByJWT, clock.now())
+			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &noKid}), known.VerifiedByJWT, clock.Now())
 		})
 		t.Run("OldKeyRefusedAt2h01m", func(t *testing.T) {
-			clock.set(replacedAt.Add(2*time.Hour + time.Minute))
+			clock.Set(replacedAt.Add(2*time.Hour + time.Minute))
 			withKid, noKid := old(k1.ID, "kr-old-3"), old("", "kr-old-3")
 			runRejected(t, r, []rejected{
 				{"WithKid", setUserCall(r, "", service.SetUserInput{JWT: &withKid}), known.VerificationFailed, []string{"input", "jwt"}},
@@ -527,7 +507,7 @@ func TestJWT(t *testing.T) {
 		})
 		t.Run("NewKeyStillWorks", func(t *testing.T) {
 			tok := signJWT(t, jwt.SigningMethodEdDSA, priv2, k2.ID, jwtClaims(clock, jwt.MapClaims{"id": "kr-old-3"}))
-			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.now())
+			wantVerified(t, r, setUser(t, r, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.Now())
 		})
 	})
 }
@@ -536,7 +516,7 @@ func TestJWT(t *testing.T) {
 // for 12 hours, reusably; names go only to a new or nameless user.
 func TestIdentificationToken(t *testing.T) {
 	e, clock := clockedEnv(t)
-	made := clock.now()
+	made := clock.Now()
 	tok, expires, err := e.svc.CreateIdentificationToken(e.ctx, "Gob@Bluth.com", str("Gob"), str("Bluth"))
 	if err != nil {
 		t.Fatalf("CreateIdentificationToken: %v", err)
@@ -549,16 +529,16 @@ func TestIdentificationToken(t *testing.T) {
 	var gob known.UserID
 	t.Run("VerifiesWithSameEmailAnyCase", func(t *testing.T) {
 		ss := identify(t, e, "", service.IdentifyInput{Email: str("gob@bluth.com"), IdentificationToken: &tok})
-		u := wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByToken, clock.Now())
 		if opt(u.FirstName) != "Gob" || opt(u.LastName) != "Bluth" || opt(u.Name) != "Gob Bluth" || opt(u.Email) != "gob@bluth.com" {
 			t.Fatalf("user = %+v, want Gob Bluth, gob@bluth.com", u)
 		}
 		gob = u.ID
 	})
 	t.Run("Reusable", func(t *testing.T) {
-		clock.advance(time.Hour)
+		clock.Advance(time.Hour)
 		ss := identify(t, e, "", service.IdentifyInput{Email: str("GOB@bluth.com"), IdentificationToken: &tok})
-		wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByToken, clock.Now())
 		if *ss.UserID != gob {
 			t.Fatalf("second use matched %s, want %s", *ss.UserID, gob)
 		}
@@ -588,7 +568,7 @@ func TestIdentificationToken(t *testing.T) {
 		}
 		// The browser that claimed the email proves it: the proof lands on the user it made.
 		ss := identify(t, e, lucy.Token, service.IdentifyInput{Email: str("lucille@bluth.com"), IdentificationToken: &lt})
-		u := wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
+		u := wantVerified(t, e, ss, known.VerifiedByToken, clock.Now())
 		if u.ID != *lucy.UserID || opt(u.Name) != "Lucy Austero" || opt(u.FirstName) != "Lucy" || opt(u.LastName) != "Austero" {
 			t.Fatalf("user %s named %q (%q %q), want %s keeping Lucy Austero", u.ID, opt(u.Name), opt(u.FirstName), opt(u.LastName), *lucy.UserID)
 		}
@@ -598,18 +578,18 @@ func TestIdentificationToken(t *testing.T) {
 			t.Fatal(err)
 		}
 		ss = identify(t, e, buster.Token, service.IdentifyInput{Email: str("buster@bluth.com"), IdentificationToken: &bt})
-		u = wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
+		u = wantVerified(t, e, ss, known.VerifiedByToken, clock.Now())
 		if u.ID != *buster.UserID || opt(u.FirstName) != "Buster" || opt(u.LastName) != "Bluth" {
 			t.Fatalf("nameless user %s became %q %q, want %s Buster Bluth", u.ID, opt(u.FirstName), opt(u.LastName), *buster.UserID)
 		}
 	})
 	t.Run("ValidUntil12Hours", func(t *testing.T) {
-		clock.set(made.Add(12*time.Hour - time.Second))
+		clock.Set(made.Add(12*time.Hour - time.Second))
 		ss := identify(t, e, "", service.IdentifyInput{Email: str("gob@bluth.com"), IdentificationToken: &tok})
-		wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByToken, clock.Now())
 	})
 	t.Run("ExpiredAfter12Hours", func(t *testing.T) {
-		clock.set(made.Add(12*time.Hour + time.Second))
+		clock.Set(made.Add(12*time.Hour + time.Second))
 		runRejected(t, e, []rejected{failed("Expired", service.IdentifyInput{Email: str("gob@bluth.com"), IdentificationToken: &tok})})
 	})
 	t.Run("CreateBadEmailInvalid", func(t *testing.T) {
@@ -644,17 +624,17 @@ func TestVerificationPolicy(t *testing.T) {
 	require(true)
 	t.Run("RequiredClaimWithProofWorks", func(t *testing.T) {
 		ss := identify(t, e, "", service.IdentifyInput{UserID: str("req-1"), UserHash: str(hashOf(secret, "req-1"))})
-		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByHMAC, clock.Now())
 		pub, priv := newEd25519(t)
 		k := addKey(t, e, spkiPEM(t, pub), nil)
 		tok := signJWT(t, jwt.SigningMethodEdDSA, priv, k.ID, jwtClaims(clock, jwt.MapClaims{"id": "req-2"}))
-		wantVerified(t, e, setUser(t, e, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.now())
+		wantVerified(t, e, setUser(t, e, "", service.SetUserInput{JWT: &tok}), known.VerifiedByJWT, clock.Now())
 		it, _, err := e.svc.CreateIdentificationToken(e.ctx, "req3@example.com", nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ss = identify(t, e, "", service.IdentifyInput{Email: str("req3@example.com"), IdentificationToken: &it})
-		wantVerified(t, e, ss, known.VerifiedByToken, clock.now())
+		wantVerified(t, e, ss, known.VerifiedByToken, clock.Now())
 	})
 	t.Run("RequiredClaimWithoutProof", func(t *testing.T) {
 		runRejected(t, e, []rejected{
@@ -677,7 +657,7 @@ func TestVerificationPolicy(t *testing.T) {
 	}
 
 	t.Run("ProofOnSameDeviceVerifiesSession", func(t *testing.T) {
-		wantVerified(t, e, s0v, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, s0v, known.VerifiedByHMAC, clock.Now())
 		if *s0v.UserID != pat || s0v.VisitorID != s0.VisitorID {
 			t.Fatalf("verified session %+v, want user %s and visitor %s", s0v, pat, s0.VisitorID)
 		}
@@ -700,7 +680,7 @@ func TestVerificationPolicy(t *testing.T) {
 	var conv1 *known.Conversation
 	t.Run("ProofFromFreshSessionSeesEveryDevice", func(t *testing.T) {
 		s1 = identify(t, e, "", service.IdentifyInput{UserID: str("pat"), UserHash: str(hashOf(secret, "pat"))})
-		wantVerified(t, e, s1, known.VerifiedByHMAC, clock.now())
+		wantVerified(t, e, s1, known.VerifiedByHMAC, clock.Now())
 		if *s1.UserID != pat || s1.VisitorID == s0.VisitorID {
 			t.Fatalf("second device's session %+v, want user %s on a visitor of its own", s1, pat)
 		}
@@ -770,7 +750,7 @@ func TestVerificationPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 		eve := identify(t, e, "", service.IdentifyInput{Email: str("eve@example.com"), IdentificationToken: &et})
-		wantVerified(t, e, eve, known.VerifiedByToken, clock.now())
+		wantVerified(t, e, eve, known.VerifiedByToken, clock.Now())
 		runRejected(t, e, []rejected{
 			// Mallory's own token, with Pat's userId.
 			{"TokenForOwnEmailWithVerifiedUsersUserID", identifyCall(e, "", service.IdentifyInput{UserID: str("pat"), Email: str("mallory@example.com"), IdentificationToken: &mt}),

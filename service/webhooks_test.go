@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/knownhq/known/clocktest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -93,12 +94,12 @@ type webhookEnv struct {
 
 func newWebhookEnv(t *testing.T, st *store.Store, allowPrivate bool) *webhookEnv {
 	t.Helper()
-	clk := &testClock{}
-	clk.set(time.Now().UTC().Truncate(time.Second))
+	clk := clocktest.New(time.Time{})
+	clk.Set(time.Now().UTC().Truncate(time.Second))
 	if st == nil {
 		st = storetest.Open(t, nil)
 	}
-	e := &env{svc: service.New(st, service.Options{Secret: testSecret, AdminToken: adminToken, Now: clk.now}), store: st}
+	e := &env{svc: service.New(st, service.Options{Secret: testSecret, AdminToken: adminToken, Now: clk.Now}), store: st}
 	e.project = e.newProject(t, "Hooks")
 	e.ctx = e.as(t, e.project.SecretKey)
 	return &webhookEnv{env: e, clock: clk, worker: newWorker(t, e, allowPrivate)}
@@ -149,7 +150,7 @@ func TestWebhookRetriedUntilDeliveredWithTheSameEventID(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	attemptAt := []time.Time{e.clock.now()}
+	attemptAt := []time.Time{e.clock.Now()}
 	e.step(t) // attempt 1: 500
 	e.step(t) // not due yet
 	if n := len(rcv.deliveries()); n != 1 {
@@ -159,16 +160,16 @@ func TestWebhookRetriedUntilDeliveredWithTheSameEventID(t *testing.T) {
 	if d.Status != known.DeliveryPending || d.Attempts != 1 || *d.LastResponseCode != 500 || d.NextAttemptAt == nil {
 		t.Fatalf("after one failure: %+v", d)
 	}
-	if wait := d.NextAttemptAt.Sub(e.clock.now()); wait != webhook.Backoff(1, 0.5) {
+	if wait := d.NextAttemptAt.Sub(e.clock.Now()); wait != webhook.Backoff(1, 0.5) {
 		t.Fatalf("next attempt in %v, want %v", wait, webhook.Backoff(1, 0.5))
 	}
-	e.clock.advance(webhook.Backoff(1, 0.5))
-	attemptAt = append(attemptAt, e.clock.now())
+	e.clock.Advance(webhook.Backoff(1, 0.5))
+	attemptAt = append(attemptAt, e.clock.Now())
 	e.step(t) // attempt 2: 500
-	e.clock.advance(webhook.Backoff(2, 0.5))
-	attemptAt = append(attemptAt, e.clock.now())
+	e.clock.Advance(webhook.Backoff(2, 0.5))
+	attemptAt = append(attemptAt, e.clock.Now())
 	e.step(t) // attempt 3: 200
-	e.clock.advance(24 * time.Hour)
+	e.clock.Advance(24 * time.Hour)
 	e.step(t) // nothing more
 
 	got := rcv.deliveries()
@@ -218,19 +219,19 @@ func TestWebhookSignatureVerifiesAsACustomerChecksIt(t *testing.T) {
 	if len(got) != 1 {
 		t.Fatalf("%d requests, want 1", len(got))
 	}
-	if !verifySignature(got[0], signing, e.clock.now()) {
+	if !verifySignature(got[0], signing, e.clock.Now()) {
 		t.Fatalf("the signature %q does not verify", got[0].header.Get("Known-Signature"))
 	}
-	if verifySignature(got[0], signing+"x", e.clock.now()) {
+	if verifySignature(got[0], signing+"x", e.clock.Now()) {
 		t.Fatal("verifies with another secret")
 	}
 	tampered := got[0]
 	tampered.body = append([]byte(nil), got[0].body...)
 	tampered.body[len(tampered.body)-2] ^= 1
-	if verifySignature(tampered, signing, e.clock.now()) {
+	if verifySignature(tampered, signing, e.clock.Now()) {
 		t.Fatal("verifies another body")
 	}
-	if verifySignature(got[0], signing, e.clock.now().Add(time.Hour)) {
+	if verifySignature(got[0], signing, e.clock.Now().Add(time.Hour)) {
 		t.Fatal("an hour-old signature is accepted by the 5-minute check")
 	}
 }
@@ -268,7 +269,7 @@ func TestWebhookDeliveriesInOrderPerUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.step(t)
-	e.clock.advance(time.Hour)
+	e.clock.Advance(time.Hour)
 	e.step(t)
 	e.step(t)
 	mu.Lock()
@@ -315,7 +316,7 @@ func TestWebhookDisabledAfterADayOfFailures(t *testing.T) {
 	}
 	e.step(t)
 	for n := 1; n < webhook.MaxAttempts; n++ {
-		e.clock.advance(webhook.Backoff(n, 0.5))
+		e.clock.Advance(webhook.Backoff(n, 0.5))
 		e.step(t)
 	}
 	ws, err := e.svc.Webhooks(e.ctx)
@@ -329,7 +330,7 @@ func TestWebhookDisabledAfterADayOfFailures(t *testing.T) {
 	if _, err := e.svc.CreateUser(e.ctx, service.CreateUserInput{Email: str("later@example.com")}); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(time.Hour)
+	e.clock.Advance(time.Hour)
 	e.step(t)
 	if n := len(rcv.deliveries()); n != attempts {
 		t.Fatalf("a disabled webhook got %d more requests", n-attempts)
@@ -382,11 +383,11 @@ func TestWebhookDeliveriesSurviveARestart(t *testing.T) {
 
 	st = open()
 	defer func() { _ = st.Drop(ctx); _ = st.Close(ctx) }()
-	svc := service.New(st, service.Options{Secret: testSecret, AdminToken: adminToken, Now: e.clock.now})
+	svc := service.New(st, service.Options{Secret: testSecret, AdminToken: adminToken, Now: e.clock.Now})
 	e2 := &webhookEnv{env: &env{svc: svc, store: st, project: e.project}, clock: e.clock}
 	e2.ctx = e2.as(t, e.project.SecretKey)
 	e2.worker = newWorker(t, e2.env, true)
-	e2.clock.advance(time.Hour)
+	e2.clock.Advance(time.Hour)
 	e2.step(t)
 	e2.step(t)
 	var emails []string

@@ -3,8 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"github.com/knownhq/known/clocktest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,24 +13,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// clock is a settable clock for the lease.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // TestLease shows the single-instance lease's rules: one holder at a time; a second claim while
 // the holder renews fails naming the holder; a lease whose holder stopped renewing is taken over
 // once it expires, and its old holder then learns that it lost it; a released lease is claimed
@@ -38,7 +20,7 @@ func (c *clock) Add(d time.Duration) {
 func TestLease(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	opts := func(holder string, c *clock) store.LeaseOptions {
+	opts := func(holder string, c *clocktest.Clock) store.LeaseOptions {
 		o := store.LeaseOptions{TTL: 600 * time.Millisecond, Renew: 100 * time.Millisecond, Holder: holder, Log: zerolog.Nop()}
 		if c != nil {
 			o.Now = c.Now
@@ -73,9 +55,9 @@ func TestLease(t *testing.T) {
 
 	t.Run("AnExpiredLeaseIsTakenOverAndItsOldHolderLearnsIt", func(t *testing.T) {
 		st := storetest.Open(t, nil)
-		c := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		c := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 		first := claim(t, st, opts("first", c))
-		c.Add(time.Second) // past the TTL without a renewal
+		c.Advance(time.Second) // past the TTL without a renewal
 		start := time.Now()
 		claim(t, st, opts("second", c))
 		if d := time.Since(start); d > 300*time.Millisecond {
