@@ -157,8 +157,12 @@ func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *pro
 		}
 		r := s.prof.client.Fetch(ctx, *ep, ext)
 		release()
-		if _, err := s.store.User(ctx, p, u); known.ErrorCode(err) == known.NotFound {
+		user, err := s.store.User(ctx, p, u)
+		if known.ErrorCode(err) == known.NotFound {
 			return (*known.Profile)(nil), nil // deleted while we asked: keep nothing of theirs
+		}
+		if err != nil {
+			return nil, err
 		}
 		now := s.clock()
 		pr := &known.Profile{UserID: u, ProjectID: p, Status: r.Status, CheckedAt: now}
@@ -197,7 +201,7 @@ func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *pro
 			return nil, err
 		}
 		if r.Status == known.ProfileFound {
-			if err := s.applyProfile(ctx, p, u, r.Data, now); err != nil {
+			if err := s.applyProfile(ctx, user, r.Data, now); err != nil {
 				return nil, err
 			}
 		}
@@ -213,16 +217,20 @@ func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *pro
 // about that user (source PROFILE). An email or phone that belongs to another user, or that
 // would replace one the user proved, is left out rather than guessed; so is any field that is
 // not valid, one by one.
-func (s *Service) applyProfile(ctx context.Context, p known.ProjectID, id known.UserID, d *profile.Data, now time.Time) error {
+//
+// u is the user as last read; a write that finds it changed reads it again and starts over.
+func (s *Service) applyProfile(ctx context.Context, u *known.User, d *profile.Data, now time.Time) error {
 	at := func(name string) []string { return path(name) }
 	drop := map[string]bool{}
-	for range 4 {
-		u, err := s.store.User(ctx, p, id)
-		if known.ErrorCode(err) == known.NotFound {
-			return nil // deleted meanwhile
-		}
-		if err != nil {
-			return err
+	p := u.ProjectID
+	for attempt := range 4 {
+		if attempt > 0 {
+			var err error
+			if u, err = s.store.User(ctx, p, u.ID); known.ErrorCode(err) == known.NotFound {
+				return nil // deleted meanwhile
+			} else if err != nil {
+				return err
+			}
 		}
 		var v validator
 		f := claimFields{source: known.SourceProfile, at: at, emailField: "email", phoneField: "phone_number",
