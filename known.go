@@ -410,6 +410,9 @@ type Profile struct {
 	Metadata    map[string]any
 	FetchedAt   *time.Time
 	CheckedAt   time.Time
+	// Applied identifies the found profile last applied to the user (a hash of its data), ""
+	// before any: a profile fetched again unchanged is not applied again.
+	Applied string
 }
 
 // Header is an HTTP header sent to a user API.

@@ -100,7 +100,7 @@ type identifyScenario struct {
 
 func newIdentifyScenario(tb testing.TB) *identifyScenario {
 	l := newCommandLog()
-	url, _ := inProcessKnown(tb, l.monitor())
+	url := inProcessKnown(tb, l.monitor()).URL
 	appID, _, secret := createProjectWithIdentitySecret(tb, url, "Rounds")
 	return &identifyScenario{url: url, appID: appID, secret: secret, log: l}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/knownhq/known/store"
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/event"
 )
 
 // inProcess is Known's HTTP handler served by httptest on a fresh database, with the store, the
@@ -29,7 +30,13 @@ type inProcess struct {
 // fetches allowed to loopback).
 func startInProcess(tb testing.TB, opts func(*service.Options)) *inProcess {
 	tb.Helper()
-	st := storetest.Open(tb, nil)
+	return startMonitored(tb, nil, opts)
+}
+
+// startMonitored is startInProcess on a store whose commands monitor sees (nil: none).
+func startMonitored(tb testing.TB, monitor *event.CommandMonitor, opts func(*service.Options)) *inProcess {
+	tb.Helper()
+	st := storetest.Open(tb, monitor)
 	buf := &syncBuffer{}
 	log := zerolog.New(buf).With().Timestamp().Logger()
 	o := service.Options{Secret: []byte(testSecret), AdminToken: testAdminToken, Log: log,

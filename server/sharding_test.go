@@ -148,7 +148,7 @@ func topFields(f bson.Raw) []string {
 // names its shard key nor is one of the scattered queries the README lists.
 func TestShardKeysTargetHotPaths(t *testing.T) {
 	l := &shardLog{}
-	url, _ := inProcessKnown(t, l.monitor())
+	url := inProcessKnown(t, l.monitor()).URL
 	appID, key, secret := createProjectWithIdentitySecret(t, url, "Shards")
 	l.on.Store(true)
 

@@ -221,7 +221,7 @@ func TestExportUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := time.Now().UTC()
-		if err := e.store.SaveProfile(context.Background(), &known.Profile{UserID: u.ID, ProjectID: e.project.Project.ID,
+		if err := e.store.SaveProfiles(context.Background(), &known.Profile{UserID: u.ID, ProjectID: e.project.Project.ID,
 			Status: known.ProfileFound, FirstName: str("Profile-" + tag), FetchedAt: &now, CheckedAt: now}); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,9 @@ package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -144,73 +147,145 @@ func (s *Service) stale(pr *known.Profile, now time.Time) bool {
 	return pr == nil || now.Sub(pr.CheckedAt) > s.prof.maxAge
 }
 
-// refreshProfile fetches user u's profile now, stores it, records the endpoint's status and
-// applies a found profile to the user (seed 000): 200 updates names, email, phone and
-// metadata; 404 keeps the user as a new profile; 401/403 change no user; errors and timeouts
-// keep the earlier data. Concurrent calls for one user share one fetch.
-func (s *Service) refreshProfile(ctx context.Context, p known.ProjectID, ep *profile.Endpoint, u known.UserID, ext string, prev *known.Profile) (*known.Profile, error) {
-	v, err, _ := s.prof.flights.Do(string(p)+"|"+string(u), func() (any, error) {
+// profileWant is a user whose profile is due: its externalId and the profile stored, if any.
+type profileWant struct {
+	user known.UserID
+	ext  string
+	prev *known.Profile
+}
+
+// fetchProfile asks the user API for one user's profile: at most perProject fetches at once
+// per project; concurrent callers for one user share one fetch.
+func (s *Service) fetchProfile(ctx context.Context, p known.ProjectID, ep *profile.Endpoint, w profileWant) (profile.Result, error) {
+	v, err, _ := s.prof.flights.Do(string(p)+"|"+string(w.user), func() (any, error) {
 		ctx := context.WithoutCancel(ctx) // shared: one caller giving up must not fail the others
 		release, err := s.prof.acquire(ctx, p)
 		if err != nil {
 			return nil, err
 		}
-		r := s.prof.client.Fetch(ctx, *ep, ext)
-		release()
-		user, err := s.store.User(ctx, p, u)
-		if known.ErrorCode(err) == known.NotFound {
-			return (*known.Profile)(nil), nil // deleted while we asked: keep nothing of theirs
+		defer release()
+		return s.prof.client.Fetch(ctx, *ep, w.ext), nil
+	})
+	if err != nil {
+		return profile.Result{}, err
+	}
+	return v.(profile.Result), nil
+}
+
+// refreshProfiles fetches these users' profiles now (seed 000), then, in a number of commands
+// that does not grow with their number: reads the users again (a user deleted meanwhile keeps
+// nothing), stores the profiles in one bulk write and records the endpoint's status once. A
+// found profile whose data changed since it was last applied is applied to its user through
+// the identity pipeline, one user at a time: 200 updates names, email, phone and metadata; 404
+// keeps the user as a new profile; 401/403 change no user; errors and timeouts keep the earlier
+// data. The result maps each user to its new profile; deleted users are absent.
+func (s *Service) refreshProfiles(ctx context.Context, p known.ProjectID, ep *profile.Endpoint, want []profileWant) (map[known.UserID]*known.Profile, error) {
+	results := make([]profile.Result, len(want))
+	var g errgroup.Group
+	for i, w := range want {
+		g.Go(func() (err error) {
+			results[i], err = s.fetchProfile(ctx, p, ep, w)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	ids := make([]known.UserID, len(want))
+	for i, w := range want {
+		ids[i] = w.user
+	}
+	found, err := s.store.UsersByIDs(ctx, p, ids)
+	if err != nil {
+		return nil, err
+	}
+	users := make(map[known.UserID]*known.User, len(found))
+	for _, u := range found {
+		users[u.ID] = u
+	}
+	now := s.clock()
+	out := make(map[known.UserID]*known.Profile, len(want))
+	var save []*known.Profile
+	var check *profile.Result // the one the endpoint's status shows: the first with an error, else the last
+	apply, applyCtx := errgroup.WithContext(ctx)
+	apply.SetLimit(s.prof.perProject)
+	for i, w := range want {
+		r := results[i] // a copy per iteration: check may keep its address
+		u := users[w.user]
+		if u == nil {
+			continue // deleted while we asked: keep nothing of theirs
 		}
-		if err != nil {
-			return nil, err
-		}
-		now := s.clock()
-		pr := &known.Profile{UserID: u, ProjectID: p, Status: r.Status, CheckedAt: now}
 		if r.Status == known.ProfileFound {
-			// Keys the database cannot hold are left out, so that the rest is stored and
-			// the customer's API is not asked again on every read.
-			d := *r.Data
-			var dropped []string
-			d.Metadata, dropped = storableMetadata(d.Metadata)
-			r.Data = &d
-			if len(dropped) > 0 {
-				r.Error = droppedKeysError(dropped)
-				s.log.Warn().Str("project", string(p)).Str("user", string(u)).Strs("dropped_keys", dropped).
-					Msg("the user API's profile has metadata keys Known cannot store; they were left out")
-			}
+			r.Data, r.Error = s.storable(p, w.user, r.Data, r.Error)
+		}
+		if check == nil || check.Error == "" {
+			check = &r
+		}
+		pr := &known.Profile{UserID: w.user, ProjectID: p, Status: r.Status, CheckedAt: now}
+		if w.prev != nil {
+			pr.Applied = w.prev.Applied
 		}
 		switch r.Status {
 		case known.ProfileFound:
 			d := r.Data
 			pr.FirstName, pr.LastName, pr.Email, pr.PhoneNumber, pr.Metadata, pr.FetchedAt = d.FirstName, d.LastName, d.Email, d.PhoneNumber, d.Metadata, &now
+			if h := dataHash(d); h == "" || h != pr.Applied {
+				pr.Applied = h
+				apply.Go(func() error { return s.applyProfile(applyCtx, u, d, now) })
+			}
 		case known.ProfileNotFound:
 			pr.FetchedAt = &now
 		default:
-			if prev != nil {
+			if prev := w.prev; prev != nil {
 				pr.FirstName, pr.LastName, pr.Email, pr.PhoneNumber, pr.Metadata, pr.FetchedAt = prev.FirstName, prev.LastName, prev.Email, prev.PhoneNumber, prev.Metadata, prev.FetchedAt
 			}
 		}
-		if err := s.store.SaveProfile(ctx, pr); err != nil {
-			return nil, err
-		}
-		var msg *string
-		if r.Error != "" {
-			msg = &r.Error
-		}
-		if err := s.store.RecordEndpointCheck(ctx, p, r.Status, msg, now); err != nil {
-			return nil, err
-		}
-		if r.Status == known.ProfileFound {
-			if err := s.applyProfile(ctx, user, r.Data, now); err != nil {
-				return nil, err
-			}
-		}
-		return pr, nil
-	})
-	if err != nil {
+		out[w.user] = pr
+		save = append(save, pr)
+	}
+	// Profiles are stored after they were applied: a failed apply leaves the old profile, so
+	// that the next read fetches and applies it again.
+	if err := apply.Wait(); err != nil {
 		return nil, err
 	}
-	return v.(*known.Profile), nil
+	if err := s.store.SaveProfiles(ctx, save...); err != nil {
+		return nil, err
+	}
+	if check != nil {
+		var msg *string
+		if check.Error != "" {
+			msg = &check.Error
+		}
+		if err := s.store.RecordEndpointCheck(ctx, p, check.Status, msg, now); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// storable returns a found profile's data without the metadata keys a database cannot hold,
+// so that the rest is stored and the customer's API is not asked again on every read; the
+// error then names them.
+func (s *Service) storable(p known.ProjectID, u known.UserID, d *profile.Data, errMsg string) (*profile.Data, string) {
+	c := *d
+	var dropped []string
+	c.Metadata, dropped = storableMetadata(d.Metadata)
+	if len(dropped) > 0 {
+		errMsg = droppedKeysError(dropped)
+		s.log.Warn().Str("project", string(p)).Str("user", string(u)).Strs("dropped_keys", dropped).
+			Msg("the user API's profile has metadata keys Known cannot store; they were left out")
+	}
+	return &c, errMsg
+}
+
+// dataHash identifies a found profile's data: JSON with sorted keys, hashed.
+func dataHash(d *profile.Data) string {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return "" // never applied as unchanged
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // applyProfile writes a found profile to its user through the identity pipeline, as a claim
@@ -361,7 +436,7 @@ func (s *Service) refreshLater(p known.ProjectID, u known.UserID, ext string) {
 		if !s.stale(stored[u], s.clock()) {
 			return
 		}
-		if _, err := s.refreshProfile(ctx, p, ep, u, ext, stored[u]); err != nil {
+		if _, err := s.refreshProfiles(ctx, p, ep, []profileWant{{user: u, ext: ext, prev: stored[u]}}); err != nil {
 			fail(err)
 		}
 	}()
@@ -402,20 +477,29 @@ func (s *Service) ExternalProfiles(ctx context.Context, users []*known.User) ([]
 		return nil, err
 	}
 	now := s.clock()
-	var g errgroup.Group
+	var due []profileWant
+	at := map[known.UserID][]int{}
 	for i, u := range users {
 		out[i] = stored[u.ID]
 		if ep == nil || u.ExternalID == nil || !s.stale(out[i], now) {
 			continue
 		}
-		g.Go(func() error {
-			pr, err := s.refreshProfile(ctx, p, ep, u.ID, string(*u.ExternalID), stored[u.ID])
-			out[i] = pr
-			return err
-		})
+		if at[u.ID] == nil {
+			due = append(due, profileWant{user: u.ID, ext: string(*u.ExternalID), prev: stored[u.ID]})
+		}
+		at[u.ID] = append(at[u.ID], i)
 	}
-	if err := g.Wait(); err != nil {
+	if len(due) == 0 {
+		return out, nil
+	}
+	fresh, err := s.refreshProfiles(ctx, p, ep, due)
+	if err != nil {
 		return nil, err
+	}
+	for id, is := range at {
+		for _, i := range is {
+			out[i] = fresh[id]
+		}
 	}
 	return out, nil
 }

@@ -941,3 +941,36 @@ func TestProfileDeletedWithUser(t *testing.T) {
 		}
 	})
 }
+
+// TestProfileAppliedOncePerChange: a profile fetched again unchanged is stored (checked now)
+// but not applied to its user again, so that what the user changed since keeps its newer
+// value and an unchanged page of profiles costs no user writes; a changed profile is applied.
+func TestProfileAppliedOncePerChange(t *testing.T) {
+	e, clock := newProfileEnv(t, profileOpts{})
+	api := newUserAPI(t)
+	setEndpoint(t, e, service.EndpointInput{Enabled: true, URL: api.pathURL(), IDPlacement: "PATH"})
+	u := newExtUser(t, e, "once-1")
+	api.set("once-1", apiAnswer{status: 200, body: `{"first_name":"Fetched","metadata":{"tier":"gold"}}`})
+	clock.Advance(time.Second)
+	one(t, e, u)
+	applied := readUser(t, e, u.ID)
+	if sp(applied.FirstName) != "Fetched" {
+		t.Fatalf("first fetch: user first name %q, want Fetched", sp(applied.FirstName))
+	}
+
+	clock.Advance(testMaxAge + time.Second)
+	pr := one(t, e, u)
+	if n := api.fetchesOf("once-1"); n != 2 || !pr.CheckedAt.Equal(clock.Now().Truncate(time.Millisecond)) {
+		t.Fatalf("stale read: %d fetches, checkedAt %v; want 2, now", n, pr.CheckedAt)
+	}
+	if again := readUser(t, e, u.ID); !again.UpdatedAt.Equal(applied.UpdatedAt) {
+		t.Errorf("an unchanged profile was applied again: user updatedAt %v, was %v", again.UpdatedAt, applied.UpdatedAt)
+	}
+
+	api.set("once-1", apiAnswer{status: 200, body: `{"first_name":"Changed","metadata":{"tier":"gold"}}`})
+	clock.Advance(testMaxAge + time.Second)
+	one(t, e, u)
+	if changed := readUser(t, e, u.ID); sp(changed.FirstName) != "Changed" || !changed.UpdatedAt.After(applied.UpdatedAt) {
+		t.Errorf("a changed profile: user first name %q updatedAt %v; want Changed, after %v", sp(changed.FirstName), changed.UpdatedAt, applied.UpdatedAt)
+	}
+}

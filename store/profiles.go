@@ -7,6 +7,7 @@ import (
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -25,45 +26,83 @@ type profileDoc struct {
 	Metadata    map[string]any `bson:"metadata,omitempty"`
 	FetchedAt   *time.Time     `bson:"fetchedAt,omitempty"`
 	CheckedAt   time.Time      `bson:"checkedAt"`
+	Applied     string         `bson:"applied,omitempty"`
 }
 
 func (d *profileDoc) profile() *known.Profile {
 	return &known.Profile{UserID: known.UserID(d.ID), ProjectID: known.ProjectID(d.ProjectID), Status: known.ProfileStatus(d.Status),
 		FirstName: d.FirstName, LastName: d.LastName, Email: d.Email, PhoneNumber: d.PhoneNumber, Metadata: d.Metadata,
-		FetchedAt: d.FetchedAt, CheckedAt: d.CheckedAt}
+		FetchedAt: d.FetchedAt, CheckedAt: d.CheckedAt, Applied: d.Applied}
 }
 
-// SaveProfile writes a user's profile, replacing the stored one.
-func (s *Store) SaveProfile(ctx context.Context, pr *known.Profile) error {
-	d := profileDoc{ID: string(pr.UserID), ProjectID: string(pr.ProjectID), Status: string(pr.Status), FirstName: pr.FirstName,
-		LastName: pr.LastName, Email: pr.Email, PhoneNumber: pr.PhoneNumber, Metadata: pr.Metadata, FetchedAt: pr.FetchedAt,
-		CheckedAt: pr.CheckedAt}
-	// A findOneAndUpdate by _id: on the embedded store the one update that does not read the
-	// whole collection.
-	set := bson.M{"projectId": d.ProjectID, "status": d.Status, "checkedAt": d.CheckedAt}
+// ferretBulk is how many statements one bulk write sends to FerretDB, whose update command
+// keeps each statement's query open until the command ends, one SQLite connection each of its
+// pool of 100: a command of 100 statements waits for a connection that never frees. Bulk
+// writes to FerretDB also take turns (serial.bulk), so that together they hold at most this
+// many.
+const ferretBulk = 20
+
+// SaveProfiles writes users' profiles, each replacing the stored one, in bulk writes (upserts
+// by _id): one command on MongoDB, one per ferretBulk profiles on FerretDB.
+func (s *Store) SaveProfiles(ctx context.Context, prs ...*known.Profile) error {
+	if s.serial.on && len(prs) > ferretBulk {
+		for len(prs) > 0 {
+			n := min(len(prs), ferretBulk)
+			if err := s.SaveProfiles(ctx, prs[:n]...); err != nil {
+				return err
+			}
+			prs = prs[n:]
+		}
+		return nil
+	}
+	if len(prs) == 0 {
+		return nil
+	}
+	models := make([]mongo.WriteModel, 0, len(prs))
+	ids := make([]string, 0, len(prs))
+	for _, pr := range prs {
+		ids = append(ids, string(pr.UserID))
+		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": string(pr.UserID)}).
+			SetUpdate(profileUpdate(pr)).SetUpsert(true))
+	}
+	defer s.serial.lockAll(s.profiles, ids)()
+	if s.serial.on {
+		s.serial.bulk.Lock()
+		defer s.serial.bulk.Unlock()
+	}
+	if _, err := s.profiles.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+		return fmt.Errorf("store: saving profiles: %w", err)
+	}
+	return nil
+}
+
+// profileUpdate is the update that makes a stored profile pr.
+func profileUpdate(pr *known.Profile) bson.M {
+	set := bson.M{"projectId": string(pr.ProjectID), "status": string(pr.Status), "checkedAt": pr.CheckedAt}
 	unset := bson.M{}
-	if d.Metadata != nil {
-		set["metadata"] = d.Metadata
+	if pr.Metadata != nil {
+		set["metadata"] = pr.Metadata
 	} else {
 		unset["metadata"] = ""
 	}
-	for f, v := range map[string]any{"firstName": d.FirstName, "lastName": d.LastName, "email": d.Email, "phoneNumber": d.PhoneNumber, "fetchedAt": d.FetchedAt} {
+	for f, v := range map[string]any{"firstName": pr.FirstName, "lastName": pr.LastName, "email": pr.Email,
+		"phoneNumber": pr.PhoneNumber, "fetchedAt": pr.FetchedAt} {
 		if isNilPtr(v) || v == (*time.Time)(nil) {
 			unset[f] = ""
 		} else {
 			set[f] = v
 		}
 	}
+	if pr.Applied != "" {
+		set["applied"] = pr.Applied
+	} else {
+		unset["applied"] = ""
+	}
 	update := bson.M{"$set": set}
 	if len(unset) > 0 {
 		update["$unset"] = unset
 	}
-	defer s.serial.lock(s.profiles, d.ID)()
-	err := s.profiles.FindOneAndUpdate(ctx, bson.M{"_id": d.ID}, update, options.FindOneAndUpdate().SetUpsert(true)).Err()
-	if err != nil && !isNoDocuments(err) {
-		return fmt.Errorf("store: saving profile: %w", err)
-	}
-	return nil
+	return update
 }
 
 // ProfilesOf returns the stored profiles of project p's users with these ids, in one query;
