@@ -20,7 +20,7 @@ type Loaders struct {
 	Companies        *dataloadgen.Loader[known.CompanyID, *known.Company]
 	Organizations    *dataloadgen.Loader[known.OrganizationID, *known.Organization]
 	ConversationIDs  *dataloadgen.Loader[known.UserID, []known.ConversationID]
-	ExternalProfiles *dataloadgen.Loader[*known.User, *known.Profile]
+	ExternalProfiles *dataloadgen.Loader[service.ProfileKey, *known.Profile]
 	// CompanyUsers loads the first page of a company's users.
 	CompanyUsers *dataloadgen.Loader[service.CompanyPage, service.UserPage]
 }

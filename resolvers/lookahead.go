@@ -7,6 +7,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/dataloader"
+	"github.com/knownhq/known/service"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
@@ -123,7 +124,7 @@ func (r *Resolver) preloadUsers(ctx context.Context, users []*known.User, prefix
 		wg.Go(func() { _, _ = l.ConversationIDs.LoadAll(ctx, ids) })
 	}
 	if wants(fieldExternalProfile) {
-		wg.Go(func() { _, _ = l.ExternalProfiles.LoadAll(ctx, users) })
+		wg.Go(func() { _, _ = l.ExternalProfiles.LoadAll(ctx, service.ProfileKeys(users...)) })
 	}
 	wg.Wait()
 }

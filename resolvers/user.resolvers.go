@@ -181,7 +181,7 @@ func (r *userResolver) Events(ctx context.Context, obj *known.User, first *int, 
 
 // ExternalProfile is the resolver for the externalProfile field.
 func (r *userResolver) ExternalProfile(ctx context.Context, obj *known.User) (*model.ExternalProfile, error) {
-	pr, err := dataloader.For(ctx, r.Service).ExternalProfiles.Load(ctx, obj)
+	pr, err := dataloader.For(ctx, r.Service).ExternalProfiles.Load(ctx, service.ProfileKeys(obj)[0])
 	if err != nil || pr == nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func TestProfileMetadataKeysKnownCannotStoreAreDropped(t *testing.T) {
 	setEndpoint(t, e, service.EndpointInput{Enabled: true, URL: api.pathURL(), IDPlacement: "PATH"})
 	u := newExtUser(t, e, "bad-keys")
 
-	prs, err := e.svc.ExternalProfiles(e.ctx, []*known.User{u})
+	prs, err := e.svc.ExternalProfiles(e.ctx, service.ProfileKeys(u))
 	if err != nil {
 		t.Fatalf("ExternalProfiles: %v", err)
 	}

@@ -454,18 +454,39 @@ func (s *Service) Wait(ctx context.Context) error {
 	}
 }
 
+// ProfileKey names a user whose external profile is wanted: its id and externalId ("" for
+// none). A value, so that a per-request loader sees one key per user however many copies of
+// the user the request holds.
+type ProfileKey struct {
+	User       known.UserID
+	ExternalID string
+}
+
+// ProfileKeys returns the ProfileKey of each user.
+func ProfileKeys(users ...*known.User) []ProfileKey {
+	keys := make([]ProfileKey, len(users))
+	for i, u := range users {
+		keys[i] = ProfileKey{User: u.ID}
+		if u.ExternalID != nil {
+			keys[i].ExternalID = string(*u.ExternalID)
+		}
+	}
+	return keys
+}
+
 // ExternalProfiles returns the external profiles of users of the caller's project, in order
 // (nil for a user without externalId, or without a profile when the endpoint is off): stored
 // profiles are read in one query, and missing or stale ones are fetched, each once, at most
-// KNOWN_PROFILE_CONCURRENCY at a time per project. For a per-request dataloader.
-func (s *Service) ExternalProfiles(ctx context.Context, users []*known.User) ([]*known.Profile, error) {
+// KNOWN_PROFILE_CONCURRENCY at a time per project, then stored together. For a per-request
+// dataloader.
+func (s *Service) ExternalProfiles(ctx context.Context, users []ProfileKey) ([]*known.Profile, error) {
 	p, err := known.ProjectFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ids := make([]known.UserID, len(users))
 	for i, u := range users {
-		ids[i] = u.ID
+		ids[i] = u.User
 	}
 	stored, err := s.store.ProfilesOf(ctx, p, ids)
 	if err != nil {
@@ -480,14 +501,14 @@ func (s *Service) ExternalProfiles(ctx context.Context, users []*known.User) ([]
 	var due []profileWant
 	at := map[known.UserID][]int{}
 	for i, u := range users {
-		out[i] = stored[u.ID]
-		if ep == nil || u.ExternalID == nil || !s.stale(out[i], now) {
+		out[i] = stored[u.User]
+		if ep == nil || u.ExternalID == "" || !s.stale(out[i], now) {
 			continue
 		}
-		if at[u.ID] == nil {
-			due = append(due, profileWant{user: u.ID, ext: string(*u.ExternalID), prev: stored[u.ID]})
+		if at[u.User] == nil {
+			due = append(due, profileWant{user: u.User, ext: u.ExternalID, prev: stored[u.User]})
 		}
-		at[u.ID] = append(at[u.ID], i)
+		at[u.User] = append(at[u.User], i)
 	}
 	if len(due) == 0 {
 		return out, nil

@@ -239,7 +239,7 @@ func endpointText(ep *known.UserDataEndpoint) string {
 
 func externalProfiles(t *testing.T, e *env, users ...*known.User) []*known.Profile {
 	t.Helper()
-	prs, err := e.svc.ExternalProfiles(e.ctx, users)
+	prs, err := e.svc.ExternalProfiles(e.ctx, service.ProfileKeys(users...))
 	if err != nil {
 		t.Fatalf("ExternalProfiles: %v", err)
 	}
@@ -581,7 +581,7 @@ func TestProfileSeed000(t *testing.T) {
 		u := newExtUser(t, e, "conflict-email")
 		api.set("conflict-email", apiAnswer{status: 200, body: `{"first_name":"Newfirst","last_name":"Newlast","email":"Taken@Example.com","metadata":{"tier":"gold"}}`})
 		clock.Advance(time.Second)
-		prs, err := e.svc.ExternalProfiles(e.ctx, []*known.User{u})
+		prs, err := e.svc.ExternalProfiles(e.ctx, service.ProfileKeys(u))
 		if err != nil {
 			t.Fatalf("ExternalProfiles: %v, want no error for a conflicting email", err)
 		}
@@ -832,7 +832,7 @@ func TestProfileConcurrency(t *testing.T) {
 		for c := range 2 {
 			wg.Go(func() {
 				<-start
-				results[c], errs[c] = e.svc.ExternalProfiles(e.ctx, users)
+				results[c], errs[c] = e.svc.ExternalProfiles(e.ctx, service.ProfileKeys(users...))
 			})
 		}
 		close(start)
@@ -865,7 +865,7 @@ func TestProfileConcurrency(t *testing.T) {
 		defer cancel()
 		var wg sync.WaitGroup
 		var shortErr error
-		wg.Go(func() { _, shortErr = e.svc.ExternalProfiles(short, []*known.User{u}) })
+		wg.Go(func() { _, shortErr = e.svc.ExternalProfiles(short, service.ProfileKeys(u)) })
 		select {
 		case <-api.started:
 		case <-time.After(5 * time.Second):
@@ -919,7 +919,7 @@ func TestProfileDeletedWithUser(t *testing.T) {
 		api.set("deleted-2", apiAnswer{status: 200, body: answerFor("deleted-2").body, delay: 300 * time.Millisecond})
 		done := make(chan error, 1)
 		go func() {
-			_, err := e.svc.ExternalProfiles(e.ctx, []*known.User{u})
+			_, err := e.svc.ExternalProfiles(e.ctx, service.ProfileKeys(u))
 			done <- err
 		}()
 		select {
