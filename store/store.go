@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/knownhq/known"
@@ -175,11 +176,48 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
+	if s.embedded != nil {
+		if err := s.IndexIDs(ictx, s.embedded.IndexIDs); err != nil {
+			_ = s.Close(context.Background())
+			return nil, err
+		}
+	}
 	if err := s.migrate(ctx); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
 	return s, nil
+}
+
+// IndexIDs creates every collection of the store that does not exist yet, then calls index: on
+// FerretDB, the embedded store's IndexIDs (see store/embedded), which gives each table the
+// _id index FerretDB's lookups can use. storetest calls it too, for the database of a test.
+func (s *Store) IndexIDs(ctx context.Context, index func(context.Context) error) error {
+	have, err := s.db.ListCollectionNames(ctx, bson.M{})
+	if err != nil {
+		return fmt.Errorf("store: listing collections: %w", err)
+	}
+	for _, c := range s.collections() {
+		if !slices.Contains(have, c.Name()) {
+			if err := s.db.CreateCollection(ctx, c.Name()); err != nil && !isNamespaceExists(err) {
+				return fmt.Errorf("store: creating collection %s: %w", c.Name(), err)
+			}
+		}
+	}
+	return index(ctx)
+}
+
+// isNamespaceExists reports a createCollection of a collection that exists (code 48).
+func isNamespaceExists(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Code == 48
+}
+
+// collections lists the store's collections.
+func (s *Store) collections() []*mongo.Collection {
+	return []*mongo.Collection{s.projects, s.projectKeys, s.users, s.identityKeys, s.organizations, s.companies,
+		s.conversations, s.messages, s.events, s.sessions, s.jwtIDs, s.idTokens, s.profiles, s.changes, s.webhooks,
+		s.deliveries, s.meta(), s.auditLog()}
 }
 
 // use points the store's collections into db.

@@ -18,6 +18,7 @@ import (
 
 // Server is a running embedded FerretDB.
 type Server struct {
+	dir    string
 	uri    string
 	addr   string
 	cancel context.CancelFunc
@@ -80,7 +81,7 @@ func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{addr: addr, cancel: cancel, done: make(chan struct{}), lock: lock}
+	s := &Server{dir: dir, addr: addr, cancel: cancel, done: make(chan struct{}), lock: lock}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(ctx)

@@ -17,7 +17,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 )
 
-var uri string
+var (
+	uri string
+	// srv is the embedded FerretDB of the test binary, nil when tests use KNOWN_TEST_MONGODB_URI.
+	srv *embedded.Server
+)
 
 // Main starts the database for a test binary, runs its tests and stops it. Call it from
 // TestMain: `func TestMain(m *testing.M) { storetest.Main(m) }`.
@@ -34,7 +38,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		srv, err := embedded.Start(dir, "", zerolog.New(os.Stderr).Level(zerolog.ErrorLevel))
+		srv, err = embedded.Start(dir, "", zerolog.New(os.Stderr).Level(zerolog.ErrorLevel))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "storetest:", err)
 			return 1
@@ -73,6 +77,12 @@ func Open(tb testing.TB, monitor *event.CommandMonitor) *store.Store {
 		ServerSelectionTimeout: 30 * time.Second})
 	if err != nil {
 		tb.Fatalf("opening the test store: %v", err)
+	}
+	if srv != nil {
+		// As the embedded store of `go run ./server` does: lookups by _id use an index.
+		if err := st.IndexIDs(ctx, srv.IndexIDs); err != nil {
+			tb.Fatalf("indexing the test store: %v", err)
+		}
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

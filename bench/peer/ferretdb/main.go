@@ -8,11 +8,13 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/knownhq/known/store/embedded"
 	"github.com/rs/zerolog"
@@ -35,6 +37,20 @@ func main() {
 	fmt.Println("ready", s.URI())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	<-sig
-	s.Stop()
+	// The servers on it create their collections after they connect: give each new one the
+	// _id index FerretDB's lookups use (store/embedded.IndexIDs), as Known's own embedded
+	// store does at start, so that every server measured on it gets the same store.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sig:
+			s.Stop()
+			return
+		case <-tick.C:
+			if err := s.IndexIDs(context.Background()); err != nil {
+				log.Warn().Err(err).Msg("indexing _id")
+			}
+		}
+	}
 }
