@@ -41,6 +41,10 @@ type Config struct {
 	// that accepts connections but does not answer; zero means 30 s.
 	OperationTimeout time.Duration
 	Log              zerolog.Logger
+	// Files, with URI, is the embedded FerretDB behind URI when this process runs it (the
+	// tests' shared one): the store then reads its files as those of its own embedded store
+	// (the _id index, collection sizes); Close leaves it running.
+	Files *embedded.Server
 }
 
 // Store is a connection to Known's database.
@@ -48,6 +52,10 @@ type Store struct {
 	client   *mongo.Client
 	db       *mongo.Database
 	embedded *embedded.Server
+	// files is the embedded FerretDB whose SQLite files this process can read: its own, or
+	// Config.Files; nil on MongoDB or a FerretDB elsewhere.
+	files *embedded.Server
+	sizes *sizes
 
 	projects      *mongo.Collection
 	projectKeys   *mongo.Collection
@@ -90,14 +98,14 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}}
+	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}, files: cfg.Files, sizes: &sizes{}}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
 		if err != nil {
 			return nil, err
 		}
-		s.embedded = srv
+		s.embedded, s.files = srv, srv
 		uri = srv.URI()
 	}
 	timeout := cfg.ConnectTimeout
@@ -176,8 +184,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
-	if s.embedded != nil {
-		if err := s.IndexIDs(ictx, s.embedded.IndexIDs); err != nil {
+	if s.files != nil {
+		if err := s.indexIDs(ictx); err != nil {
 			_ = s.Close(context.Background())
 			return nil, err
 		}
@@ -189,10 +197,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// IndexIDs creates every collection of the store that does not exist yet, then calls index: on
-// FerretDB, the embedded store's IndexIDs (see store/embedded), which gives each table the
-// _id index FerretDB's lookups can use. storetest calls it too, for the database of a test.
-func (s *Store) IndexIDs(ctx context.Context, index func(context.Context) error) error {
+// indexIDs creates every collection of the store that does not exist yet, then gives each
+// table of the embedded store the _id index FerretDB's lookups can use (see store/embedded).
+func (s *Store) indexIDs(ctx context.Context) error {
 	have, err := s.db.ListCollectionNames(ctx, bson.M{})
 	if err != nil {
 		return fmt.Errorf("store: listing collections: %w", err)
@@ -204,7 +211,7 @@ func (s *Store) IndexIDs(ctx context.Context, index func(context.Context) error)
 			}
 		}
 	}
-	return index(ctx)
+	return s.files.IndexIDs(ctx)
 }
 
 // isNamespaceExists reports a createCollection of a collection that exists (code 48).

@@ -10,7 +10,6 @@ import (
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -306,20 +305,4 @@ func (s *Store) UsersByIDs(ctx context.Context, p known.ProjectID, ids []known.U
 		}
 	}
 	return out, nil
-}
-
-// byIDs decodes the documents of coll whose _id is in ids into out (a pointer to a slice):
-// one query, whatever the number of ids.
-func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string, out any) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	cur, err := coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetBatchSize(bigBatch))
-	if err != nil {
-		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
-	}
-	if err := cur.All(ctx, out); err != nil {
-		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
-	}
-	return nil
 }

@@ -4,11 +4,13 @@ package embedded
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -18,6 +20,8 @@ import (
 
 // Server is a running embedded FerretDB.
 type Server struct {
+	mu     sync.Mutex
+	files  map[string]*sql.DB // read connections to the databases' files (Count)
 	dir    string
 	uri    string
 	addr   string
@@ -114,6 +118,12 @@ func (s *Server) Addr() string { return s.addr }
 // Stop stops the server and closes its files; it returns once they are closed, and then
 // unlocks the directory.
 func (s *Server) Stop() {
+	s.mu.Lock()
+	for _, c := range s.files {
+		_ = c.Close()
+	}
+	s.files = nil
+	s.mu.Unlock()
 	s.cancel()
 	<-s.done
 	_ = s.lock.Unlock()

@@ -74,15 +74,9 @@ func Open(tb testing.TB, monitor *event.CommandMonitor) *store.Store {
 	// Tests are not about outages (those start their own store): a busy machine must not turn
 	// a slow connection checkout into a failure.
 	st, err := store.Open(ctx, store.Config{URI: URI(), Database: NewDatabaseName(tb), Monitor: monitor, Log: zerolog.Nop(),
-		ServerSelectionTimeout: 30 * time.Second})
+		ServerSelectionTimeout: 30 * time.Second, Files: srv})
 	if err != nil {
 		tb.Fatalf("opening the test store: %v", err)
-	}
-	if srv != nil {
-		// As the embedded store of `go run ./server` does: lookups by _id use an index.
-		if err := st.IndexIDs(ctx, srv.IndexIDs); err != nil {
-			tb.Fatalf("indexing the test store: %v", err)
-		}
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
