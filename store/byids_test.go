@@ -93,4 +93,3 @@ func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 		t.Errorf("many: commands %v, want one query", commands)
 	}
 }
-
