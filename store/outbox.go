@@ -329,6 +329,9 @@ func (s *Store) takeSeqs(ctx context.Context, n int) (int64, error) {
 // still holds them all, else one by one.
 func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id string, eventIDs []string) error {
 	defer s.serial.lock(coll, id)()
+	if s.serial.on {
+		return s.unpendTurn(ctx, coll, id, eventIDs)
+	}
 	try := func(ids []string) (bool, error) {
 		filter, unset := bson.M{"_id": id}, bson.M{}
 		for _, e := range ids {
@@ -349,6 +352,37 @@ func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id string, e
 		if _, err := try([]string{e}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// unpendTurn is unpend on FerretDB, where this process holds the document's turn (serial):
+// what a read finds pending stays so until this write, and the write filters by _id alone,
+// which FerretDB serves from an index (a filter on pendingEvents too would read the whole
+// collection on every published change).
+func (s *Store) unpendTurn(ctx context.Context, coll *mongo.Collection, id string, eventIDs []string) error {
+	var d struct {
+		Pending map[string]bson.Raw `bson:"pendingEvents"`
+	}
+	err := coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"pendingEvents": 1})).Decode(&d)
+	if isNoDocuments(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: unpending events: %w", err)
+	}
+	unset := bson.M{}
+	for _, e := range eventIDs {
+		if _, ok := d.Pending[pendingKey(e)]; ok {
+			unset["pendingEvents."+pendingKey(e)] = ""
+		}
+	}
+	if len(unset) == 0 {
+		return nil
+	}
+	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$unset": unset, "$inc": bson.M{"pendingCount": -len(unset)}}).Err()
+	if err != nil && !isNoDocuments(err) {
+		return fmt.Errorf("store: unpending events: %w", err)
 	}
 	return nil
 }
