@@ -353,8 +353,10 @@ func TestDashboardProfiles(t *testing.T) {
 
 	t.Run("commands do not grow with the page (metrics)", func(t *testing.T) {
 		// Profiles are fresh: count the commands of reads of 10 and of 100 through
-		// known_mongodb_commands_total. A key's project is kept 3 s, so a read that happens to
-		// follow its expiry costs one look-up more: the fewest of three reads of each compare.
+		// known_mongodb_commands_total. A key's project and the profile endpoint are kept 3 s on
+		// the real clock, so a read that follows their expiry costs up to two look-ups more (on a
+		// busy machine every read may): the fewest of three reads of each compare, within 2.
+		// TestDashboardCommandCount counts exactly, on a clock that stands still.
 		readInbox(t, k.URL, key, 10) // warm
 		count := func(n int) float64 {
 			c0 := commandsTotal(t, k.URL)
@@ -366,8 +368,8 @@ func TestDashboardProfiles(t *testing.T) {
 			n10, n100 = min(n10, count(10)), min(n100, count(100))
 		}
 		t.Logf("MongoDB commands per inbox read (from /metrics, fewest of 3): 10 conversations %v, 100 conversations %v", n10, n100)
-		if n10 != n100 {
-			t.Errorf("inbox read: %v commands for 10 conversations, %v for 100; want the same", n10, n100)
+		if n100 > n10+2 {
+			t.Errorf("inbox read: %v commands for 10 conversations, %v for 100; want at most 2 more (the key and endpoint look-ups)", n10, n100)
 		}
 	})
 }

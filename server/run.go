@@ -186,7 +186,8 @@ func shutdown(log zerolog.Logger, timeout time.Duration, srv *http.Server, errc 
 		drained = false
 		log.Warn().Err(err).Msg("background profile fetches still running at shutdown")
 	}
-	cctx, cancel2 := context.WithDeadline(context.Background(), deadline)
+	// The process still has to exit after the store closes: leave it a moment of the timeout.
+	cctx, cancel2 := context.WithDeadline(context.Background(), deadline.Add(-min(timeout/20, 500*time.Millisecond)))
 	defer cancel2()
 	stopLease()
 	<-leaseDone

@@ -41,10 +41,6 @@ type Config struct {
 	// that accepts connections but does not answer; zero means 30 s.
 	OperationTimeout time.Duration
 	Log              zerolog.Logger
-	// Files, with URI, is the embedded FerretDB behind URI when this process runs it (the
-	// tests' shared one): the store then reads its files as those of its own embedded store
-	// (the _id index, collection sizes); Close leaves it running.
-	Files *embedded.Server
 }
 
 // Store is a connection to Known's database.
@@ -52,8 +48,9 @@ type Store struct {
 	client   *mongo.Client
 	db       *mongo.Database
 	embedded *embedded.Server
-	// files is the embedded FerretDB whose SQLite files this process can read: its own, or
-	// Config.Files; nil on MongoDB or a FerretDB elsewhere.
+	// files is the embedded FerretDB whose SQLite files this process can read: its own, or the
+	// one this process runs behind cfg.URI (the tests' shared one; Close leaves it running);
+	// nil on MongoDB or a FerretDB of another process.
 	files *embedded.Server
 	sizes *sizes
 
@@ -98,7 +95,7 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}, files: cfg.Files, sizes: &sizes{}}
+	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}, files: embedded.Running(cfg.URI), sizes: &sizes{}}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)

@@ -91,6 +91,7 @@ func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 		_ = f.Run(ctx)
 	}()
 	s.uri = "mongodb://" + addr + "/"
+	running.Store(s.uri, s)
 	// Wait until it accepts connections, so that callers may connect at once.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -109,6 +110,18 @@ func Start(dir, addr string, log zerolog.Logger) (*Server, error) {
 	}
 }
 
+// running maps the URI of each server this process runs to it (Running).
+var running sync.Map
+
+// Running returns the server this process runs at uri, or nil: a store that connects by URI
+// to a FerretDB of its own process (the tests' shared one) can then read its files.
+func Running(uri string) *Server {
+	if s, ok := running.Load(uri); ok {
+		return s.(*Server)
+	}
+	return nil
+}
+
 // URI is the MongoDB connection string of the server.
 func (s *Server) URI() string { return s.uri }
 
@@ -118,6 +131,7 @@ func (s *Server) Addr() string { return s.addr }
 // Stop stops the server and closes its files; it returns once they are closed, and then
 // unlocks the directory.
 func (s *Server) Stop() {
+	running.Delete(s.uri)
 	s.mu.Lock()
 	for _, c := range s.files {
 		_ = c.Close()

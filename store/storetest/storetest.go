@@ -17,11 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 )
 
-var (
-	uri string
-	// srv is the embedded FerretDB of the test binary, nil when tests use KNOWN_TEST_MONGODB_URI.
-	srv *embedded.Server
-)
+var uri string
 
 // Main starts the database for a test binary, runs its tests and stops it. Call it from
 // TestMain: `func TestMain(m *testing.M) { storetest.Main(m) }`.
@@ -38,7 +34,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		srv, err = embedded.Start(dir, "", zerolog.New(os.Stderr).Level(zerolog.ErrorLevel))
+		srv, err := embedded.Start(dir, "", zerolog.New(os.Stderr).Level(zerolog.ErrorLevel))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "storetest:", err)
 			return 1
@@ -74,7 +70,7 @@ func Open(tb testing.TB, monitor *event.CommandMonitor) *store.Store {
 	// Tests are not about outages (those start their own store): a busy machine must not turn
 	// a slow connection checkout into a failure.
 	st, err := store.Open(ctx, store.Config{URI: URI(), Database: NewDatabaseName(tb), Monitor: monitor, Log: zerolog.Nop(),
-		ServerSelectionTimeout: 30 * time.Second, Files: srv})
+		ServerSelectionTimeout: 30 * time.Second})
 	if err != nil {
 		tb.Fatalf("opening the test store: %v", err)
 	}
