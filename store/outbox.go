@@ -329,6 +329,9 @@ func (s *Store) takeSeqs(ctx context.Context, n int) (int64, error) {
 // still holds them all, else one by one.
 func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id string, eventIDs []string) error {
 	defer s.serial.lock(coll, id)()
+	if s.serial.on {
+		return s.unpendByID(ctx, coll, id, eventIDs)
+	}
 	try := func(ids []string) (bool, error) {
 		filter, unset := bson.M{"_id": id}, bson.M{}
 		for _, e := range ids {
@@ -351,6 +354,34 @@ func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id string, e
 		}
 	}
 	return nil
+}
+
+// unpendByID is unpend on FerretDB, which reads and decodes the whole collection for any
+// filter but {_id}: every write of a document's pending events in this process holds the
+// document's turn (serial), so the events read in the turn are those the write finds, and
+// the write goes by _id alone.
+func (s *Store) unpendByID(ctx context.Context, coll *mongo.Collection, id string, eventIDs []string) error {
+	var d struct {
+		Pending map[string]bson.Raw `bson:"pendingEvents"`
+	}
+	err := coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"pendingEvents": 1})).Decode(&d)
+	if isNoDocuments(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	unset := bson.M{}
+	for _, e := range eventIDs {
+		if _, ok := d.Pending[pendingKey(e)]; ok {
+			unset["pendingEvents."+pendingKey(e)] = ""
+		}
+	}
+	if len(unset) == 0 {
+		return nil
+	}
+	_, err = coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$unset": unset, "$inc": bson.M{"pendingCount": -len(unset)}})
+	return err
 }
 
 // flush publishes whatever events document id of coll still holds that are older than

@@ -62,7 +62,7 @@ var ErrRevChanged = errors.New("store: the user changed since it was read")
 func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
 	u, evs, err := func() (*known.User, []changeDoc, error) {
 		defer s.serial.lock(s.users, string(id))()
-		return s.updateUser(ctx, id, up, up.Before)
+		return s.updateUser(ctx, id, up, up.Before, false)
 	}()
 	if err == nil {
 		s.publish(ctx, s.users, string(id), evs)
@@ -88,7 +88,7 @@ func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id kno
 				return nil, nil, err
 			}
 			up.IfRev = &u.Rev
-			return s.updateUser(ctx, id, up, u)
+			return s.updateUser(ctx, id, up, u, true)
 		}()
 		if err == nil {
 			s.publish(ctx, s.users, string(id), evs)
@@ -105,15 +105,17 @@ func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id kno
 // updateUser writes up onto user id, as read (before, or read here when nil): the write is
 // conditional on the revision read, so that the events it records describe exactly the
 // change it made. An unconditional update (no IfRev) reads again and retries when another
-// write came in between.
-func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, before *known.User) (*known.User, []changeDoc, error) {
+// write came in between. The caller holds the user's turn; fresh says that before was read
+// in it.
+func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, before *known.User, fresh bool) (*known.User, []changeDoc, error) {
 	if before == nil && up.IfRev == nil && up.eventless() {
 		// Only lastSeenAt: no event can come of it, so no read is needed to describe it.
-		return s.updateUserAt(ctx, nil, id, up)
+		return s.updateUserAt(ctx, nil, id, up, false)
 	}
 	for attempt := 0; ; attempt++ {
-		b := before
+		b, bFresh := before, fresh
 		if b == nil {
+			bFresh = true
 			var d userDoc
 			err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d)
 			switch {
@@ -129,7 +131,7 @@ func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, 
 		if up.IfRev != nil && b.Rev != *up.IfRev {
 			return nil, nil, ErrRevChanged
 		}
-		u, evs, err := s.updateUserAt(ctx, b, id, up)
+		u, evs, err := s.updateUserAt(ctx, b, id, up, bFresh)
 		if errors.Is(err, ErrRevChanged) && up.IfRev == nil && attempt < 50 {
 			before = nil // changed since it was read: read it again
 			continue
@@ -149,13 +151,25 @@ func (up *UserUpdate) eventless() bool {
 }
 
 // updateUserAt writes up onto user id, only while it is at b's revision (b nil: whatever it
-// is, for an eventless update).
-func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID, up UserUpdate) (*known.User, []changeDoc, error) {
+// is, for an eventless update). The caller holds the user's turn; fresh says that b was read
+// in it.
+func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID, up UserUpdate, fresh bool) (*known.User, []changeDoc, error) {
 	var evs []changeDoc
 	filter := bson.M{"_id": string(id)}
 	if b != nil {
 		evs = userEvents(b, applyUserUpdate(b, up), up.Identified, up.MergedFrom, up.UpdatedAt)
-		filter["rev"] = b.Rev
+		switch {
+		case !s.serial.on:
+			filter["rev"] = b.Rev // MongoDB checks the revision in the write, atomically
+		case !fresh:
+			// FerretDB reads and decodes the whole collection for any filter but {_id}. Every
+			// write of a user in this process holds its turn (serial), so a revision read in
+			// the turn is the one the write lands on: the check is a read by _id, and the
+			// write goes by _id alone.
+			if err := s.userAtRev(ctx, id, b.Rev); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	set := bson.M{"updatedAt": up.UpdatedAt}
 	str := map[string]*string{
@@ -228,6 +242,21 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID
 		return nil, nil, fmt.Errorf("store: updating user: %w", err)
 	}
 	return d.user(), evs, nil
+}
+
+// userAtRev returns ErrRevChanged unless user id exists at revision rev.
+func (s *Store) userAtRev(ctx context.Context, id known.UserID, rev int64) error {
+	var d struct {
+		Rev int64 `bson:"rev"`
+	}
+	err := s.users.FindOne(ctx, bson.M{"_id": string(id)}, options.FindOne().SetProjection(bson.M{"rev": 1})).Decode(&d)
+	switch {
+	case isNoDocuments(err) || (err == nil && d.Rev != rev):
+		return ErrRevChanged
+	case err != nil:
+		return fmt.Errorf("store: updating user: %w", err)
+	}
+	return nil
 }
 
 // applyUserUpdate returns user b as up leaves it: what updateUserAt writes, applied in Go, so
