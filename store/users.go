@@ -334,11 +334,15 @@ func (s *Store) flushBeforeDelete(ctx context.Context, coll *mongo.Collection, i
 	if _, err := s.flush(ctx, coll, id, 0); err != nil {
 		return err
 	}
-	n, err := coll.CountDocuments(ctx, bson.M{"_id": id, "pendingCount": bson.M{"$gt": 0}})
-	if err != nil {
+	// Read by _id (the one filter the embedded store serves without decoding the collection).
+	var d struct {
+		PendingCount int `bson:"pendingCount"`
+	}
+	err := coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"pendingCount": 1})).Decode(&d)
+	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: checking pending events: %w", err)
 	}
-	if n > 0 {
+	if d.PendingCount > 0 {
 		return fmt.Errorf("store: %s %s still holds events that could not be published", coll.Name(), id)
 	}
 	return nil
