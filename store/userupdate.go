@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
-	"golang.org/x/sync/errgroup"
 )
 
 // UserUpdate changes some fields of a user; nil fields stay as they are, and a pointer to ""
@@ -339,21 +337,11 @@ func (s *Store) UsersByIDs(ctx context.Context, p known.ProjectID, ids []known.U
 	return out, nil
 }
 
-// fewIDs is how many ids byIDs reads on FerretDB with one find by _id each rather than with
-// one $in. FerretDB serves a find by _id without decoding the collection in Go, but (1.24 on
-// SQLite) still reads the table up to the document; a $in reads and decodes all of it, which
-// costs about as much as twenty finds by _id.
-const fewIDs = 20
-
-// byIDs decodes the documents of coll whose _id is in ids into out (a pointer to a slice), in
-// no particular order: one query, whatever the number of ids, or on FerretDB for a few ids one
-// find by _id each, sent together.
+// byIDs decodes the documents of coll whose _id is in ids into out (a pointer to a slice):
+// one query, whatever the number of ids.
 func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string, out any) error {
 	if len(ids) == 0 {
 		return nil
-	}
-	if distinct := uniq(ids); s.serial.on && len(distinct) <= fewIDs {
-		return s.eachByID(ctx, coll, distinct, out)
 	}
 	cur, err := coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetBatchSize(bigBatch))
 	if err != nil {
@@ -363,45 +351,4 @@ func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string,
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}
 	return nil
-}
-
-// eachByID is byIDs with one find by _id for each of ids (distinct), sent together.
-func (s *Store) eachByID(ctx context.Context, coll *mongo.Collection, ids []string, out any) error {
-	slice := reflect.ValueOf(out).Elem()
-	found := make([]reflect.Value, len(ids))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, id := range ids {
-		g.Go(func() error {
-			d := reflect.New(slice.Type().Elem())
-			err := coll.FindOne(gctx, bson.M{"_id": id}).Decode(d.Interface())
-			if isNoDocuments(err) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
-			}
-			found[i] = d.Elem()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for _, d := range found {
-		if d.IsValid() {
-			slice.Set(reflect.Append(slice, d))
-		}
-	}
-	return nil
-}
-
-// uniq returns ids without repeats, in order.
-func uniq(ids []string) []string {
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !slices.Contains(out, id) {
-			out = append(out, id)
-		}
-	}
-	return out
 }
