@@ -328,6 +328,7 @@ func (s *Store) DeleteMergedUser(ctx context.Context, id known.UserID) error {
 		return err
 	}
 	defer s.serial.lock(s.users, string(id))()
+	defer s.serial.userRevs.forget(string(id))
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting merged user: %w", err)
 	}

@@ -18,6 +18,8 @@ import (
 type serial struct {
 	on bool
 	mu [256]sync.Mutex
+	// userRevs are the users' revisions as this process last wrote them (userupdate.go).
+	userRevs userRevs
 }
 
 // lock takes the turn of document id of collection coll, and returns the function that

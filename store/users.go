@@ -319,6 +319,9 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"userId": string(id), "eventType": notDeleted}); err != nil {
 		return fmt.Errorf("store: deleting the user's webhook deliveries: %w", err)
 	}
+	// In the user's turn, which forgets the revision it was written at (userRevs).
+	defer s.serial.lock(s.users, string(id))()
+	defer s.serial.userRevs.forget(string(id))
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting user: %w", err)
 	}

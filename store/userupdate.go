@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
@@ -163,14 +164,15 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID
 			filter["rev"] = b.Rev // MongoDB checks the revision in the write, atomically
 		case !fresh:
 			// FerretDB reads and decodes the whole collection for any filter but {_id}. Every
-			// write of a user in this process holds its turn (serial), so a revision read in
-			// the turn is the one the write lands on: the check is a read by _id, and the
-			// write goes by _id alone.
+			// write of a user in this process holds its turn (serial), so the revision this
+			// process last wrote, or one read in the turn, is the one the write lands on:
+			// the check costs no command or a read by _id, and the write goes by _id alone.
 			if err := s.userAtRev(ctx, id, b.Rev); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
+
 	set := bson.M{"updatedAt": up.UpdatedAt}
 	str := map[string]*string{
 		"externalId": up.ExternalID, "email": up.Email, "emailKey": up.EmailKey, "phoneNumber": up.PhoneNumber,
@@ -233,6 +235,8 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID
 	err := s.users.FindOneAndUpdate(ctx, filter, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
+		// Gone, or not known to have landed or not: read the user next time.
+		s.serial.userRevs.forget(string(id))
 		if isNoDocuments(err) && b == nil {
 			return nil, nil, notFound("user")
 		}
@@ -241,22 +245,76 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID
 		}
 		return nil, nil, fmt.Errorf("store: updating user: %w", err)
 	}
+	if s.serial.on {
+		s.serial.userRevs.set(string(id), d.Rev)
+	}
 	return d.user(), evs, nil
 }
 
-// userAtRev returns ErrRevChanged unless user id exists at revision rev.
+// userAtRev returns ErrRevChanged unless user id exists at revision rev: on FerretDB, in the
+// user's turn. The revision this process last wrote answers without a command when it knows
+// one; otherwise the user's revision is read by _id.
 func (s *Store) userAtRev(ctx context.Context, id known.UserID, rev int64) error {
+	if cur, ok := s.serial.userRevs.get(string(id)); ok {
+		if cur != rev {
+			return ErrRevChanged
+		}
+		return nil
+	}
 	var d struct {
 		Rev int64 `bson:"rev"`
 	}
 	err := s.users.FindOne(ctx, bson.M{"_id": string(id)}, options.FindOne().SetProjection(bson.M{"rev": 1})).Decode(&d)
 	switch {
-	case isNoDocuments(err) || (err == nil && d.Rev != rev):
+	case isNoDocuments(err):
 		return ErrRevChanged
 	case err != nil:
 		return fmt.Errorf("store: updating user: %w", err)
 	}
+	s.serial.userRevs.set(string(id), d.Rev)
+	if d.Rev != rev {
+		return ErrRevChanged
+	}
 	return nil
+}
+
+// userRevs holds, on FerretDB, the revision of each user as this process last wrote or read it
+// in the user's turn, so that a write told from an earlier read (UserUpdate.Before) is checked
+// without another round trip. It relies on the rule of serial: every write that changes a
+// user's revision (updateUserAt) or removes the user (DeleteUser, DeleteMergedUser) takes the
+// user's turn and, in it, sets or forgets the user's entry, so an entry is the revision the
+// user is at. A user without an entry is read. Entries are dropped all at once past
+// maxUserRevs, which costs only reads.
+type userRevs struct {
+	mu   sync.Mutex
+	revs map[string]int64
+}
+
+// maxUserRevs bounds userRevs (about 5 MB).
+const maxUserRevs = 1 << 16
+
+func (r *userRevs) get(id string) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rev, ok := r.revs[id]
+	return rev, ok
+}
+
+// set records user id at revision rev: call it in the user's turn.
+func (r *userRevs) set(id string, rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.revs == nil || len(r.revs) >= maxUserRevs {
+		r.revs = map[string]int64{}
+	}
+	r.revs[id] = rev
+}
+
+// forget drops the entry of user id: call it in the user's turn.
+func (r *userRevs) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.revs, id)
 }
 
 // applyUserUpdate returns user b as up leaves it: what updateUserAt writes, applied in Go, so

@@ -81,6 +81,21 @@ func TestUpdateUserOnARead(t *testing.T) {
 		}
 		wantNoScans(t, st, &a)
 	})
+	t.Run("WriteOnTheRevisionLastWrittenIsOneCommand", func(t *testing.T) {
+		cur, err := st.User(ctx, p, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the first may read the revision; the second knows it
+			a.Reset()
+			if cur, err = st.UpdateUser(ctx, u.ID, store.UserUpdate{LastSeenAt: &now, UpdatedAt: now, Identified: ptr("v1"), Before: cur}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if cmds := a.Commands(); st.FerretDB() && len(cmds) != 1 {
+			t.Fatalf("commands of a write on the revision last written:\n%s", storetest.Summary(cmds))
+		}
+	})
 	t.Run("DeletedUserIsRevChanged", func(t *testing.T) {
 		cur, err := st.User(ctx, p, u.ID)
 		if err != nil {
@@ -94,6 +109,39 @@ func TestUpdateUserOnARead(t *testing.T) {
 			t.Fatalf("UpdateUser of a deleted user: %v, want ErrRevChanged", err)
 		}
 	})
+	// A user deleted and made again under its id (a visitor's anonymous record, after a
+	// merge) is at revision 0: a write told from a read of the one before never lands on it.
+	for _, del := range []struct {
+		name   string
+		delete func(known.UserID) error
+	}{
+		{"RecreatedAfterMergeIsNotWrittenFromAnOldRead", func(id known.UserID) error { return st.DeleteMergedUser(ctx, id) }},
+		{"RecreatedAfterDeleteIsNotWrittenFromAnOldRead", func(id known.UserID) error { return st.DeleteUser(ctx, p, id) }},
+	} {
+		t.Run(del.name, func(t *testing.T) {
+			id := known.UserID(store.NewID())
+			if err := st.InsertUser(ctx, &known.User{ID: id, ProjectID: p, Metadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			old, err := st.UpdateUser(ctx, id, store.UserUpdate{Name: ptr("Old"), UpdatedAt: now})
+			if err != nil || old.Rev != 1 {
+				t.Fatalf("first write: %+v, %v", old, err)
+			}
+			if err := del.delete(id); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.InsertUser(ctx, &known.User{ID: id, ProjectID: p, Metadata: map[string]any{}, CreatedAt: now, UpdatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.UpdateUser(ctx, id, store.UserUpdate{Name: ptr("Stale"), UpdatedAt: now, Before: old, IfRev: &old.Rev}); !errors.Is(err, store.ErrRevChanged) {
+				t.Fatalf("write told from the deleted user's revision %d: %v, want ErrRevChanged", old.Rev, err)
+			}
+			got, err := st.User(ctx, p, id)
+			if err != nil || got.Rev != 0 || got.Name != nil {
+				t.Fatalf("the user made again: %+v, %v; want it untouched at revision 0", got, err)
+			}
+		})
+	}
 }
 
 // wantNoScans fails when, on the embedded store, a recorded command reads the whole collection.
