@@ -193,7 +193,13 @@ func (s *Store) KeyHolds(ctx context.Context, p known.ProjectID, keys []Identity
 // MoveKey hands key k from owner from to owner to, only if from still holds it; it reports
 // whether it did.
 func (s *Store) MoveKey(ctx context.Context, p known.ProjectID, k IdentityKey, from, to known.UserID) (bool, error) {
-	err := s.identityKeys.FindOneAndUpdate(ctx, bson.M{"_id": keyID(p, k), "ownerId": string(from)},
+	id := keyID(p, k)
+	defer s.serial.lock(s.identityKeys, id)()
+	filter, err := s.keyHeldBy(ctx, id, from)
+	if filter == nil || err != nil {
+		return false, err
+	}
+	err = s.identityKeys.FindOneAndUpdate(ctx, filter,
 		bson.M{"$set": bson.M{"ownerId": string(to), "createdAt": time.Now().UTC()}}).Err()
 	if isNoDocuments(err) {
 		return false, nil
@@ -207,11 +213,45 @@ func (s *Store) MoveKey(ctx context.Context, p known.ProjectID, k IdentityKey, f
 // ReleaseKeys deletes each key that owner holds; keys held by others stay.
 func (s *Store) ReleaseKeys(ctx context.Context, p known.ProjectID, keys []IdentityKey, owner known.UserID) error {
 	for _, k := range keys {
-		if _, err := s.identityKeys.DeleteOne(ctx, bson.M{"_id": keyID(p, k), "ownerId": string(owner)}); err != nil {
-			return fmt.Errorf("store: releasing identity key: %w", err)
+		if err := s.releaseKey(ctx, keyID(p, k), owner); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// releaseKey deletes identity key id if owner holds it.
+func (s *Store) releaseKey(ctx context.Context, id string, owner known.UserID) error {
+	defer s.serial.lock(s.identityKeys, id)()
+	filter, err := s.keyHeldBy(ctx, id, owner)
+	if filter == nil || err != nil {
+		return err
+	}
+	if _, err := s.identityKeys.DeleteOne(ctx, filter); err != nil {
+		return fmt.Errorf("store: releasing identity key: %w", err)
+	}
+	return nil
+}
+
+// keyHeldBy returns the filter of a write to identity key id that must land only while owner
+// holds it, or nil when, as far as this process can tell, owner does not. On MongoDB the
+// filter says so and the write checks it atomically. FerretDB reads and decodes the whole
+// collection for any filter but {_id}: there the key is read by _id in its turn (serial), which
+// every move and release in this process takes (a key is otherwise only inserted, which fails
+// while it exists), so the owner read is the one the write finds, and the filter is {_id}.
+func (s *Store) keyHeldBy(ctx context.Context, id string, owner known.UserID) (bson.M, error) {
+	if !s.serial.on {
+		return bson.M{"_id": id, "ownerId": string(owner)}, nil
+	}
+	var d identityKeyDoc
+	err := s.identityKeys.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
+	if isNoDocuments(err) || (err == nil && d.OwnerID != string(owner)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: finding identity key: %w", err)
+	}
+	return bson.M{"_id": id}, nil
 }
 
 // OrphanAge is how old a key whose owner does not carry it must be before another call may
@@ -288,6 +328,7 @@ func (s *Store) DeleteMergedUser(ctx context.Context, id known.UserID) error {
 		return err
 	}
 	defer s.serial.lock(s.users, string(id))()
+	defer s.serial.userRevs.forget(string(id))
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting merged user: %w", err)
 	}

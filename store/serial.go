@@ -21,6 +21,8 @@ type serial struct {
 	mu [256]sync.Mutex
 	// bulk is the turn of multi-statement writes (see ferretBulk).
 	bulk sync.Mutex
+	// userRevs are the users' revisions as this process last wrote them (userupdate.go).
+	userRevs userRevs
 }
 
 // lock takes the turn of document id of collection coll, and returns the function that

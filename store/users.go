@@ -319,6 +319,9 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"userId": string(id), "eventType": notDeleted}); err != nil {
 		return fmt.Errorf("store: deleting the user's webhook deliveries: %w", err)
 	}
+	// In the user's turn, which forgets the revision it was written at (userRevs).
+	defer s.serial.lock(s.users, string(id))()
+	defer s.serial.userRevs.forget(string(id))
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting user: %w", err)
 	}
@@ -334,11 +337,15 @@ func (s *Store) flushBeforeDelete(ctx context.Context, coll *mongo.Collection, i
 	if _, err := s.flush(ctx, coll, id, 0); err != nil {
 		return err
 	}
-	n, err := coll.CountDocuments(ctx, bson.M{"_id": id, "pendingCount": bson.M{"$gt": 0}})
-	if err != nil {
+	// Read by _id (the one filter the embedded store serves without decoding the collection).
+	var d struct {
+		PendingCount int `bson:"pendingCount"`
+	}
+	err := coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"pendingCount": 1})).Decode(&d)
+	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: checking pending events: %w", err)
 	}
-	if n > 0 {
+	if d.PendingCount > 0 {
 		return fmt.Errorf("store: %s %s still holds events that could not be published", coll.Name(), id)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
@@ -61,7 +62,7 @@ var ErrRevChanged = errors.New("store: the user changed since it was read")
 func (s *Store) UpdateUser(ctx context.Context, id known.UserID, up UserUpdate) (*known.User, error) {
 	u, evs, err := func() (*known.User, []changeDoc, error) {
 		defer s.serial.lock(s.users, string(id))()
-		return s.updateUser(ctx, id, up, up.Before)
+		return s.updateUser(ctx, id, up, up.Before, false)
 	}()
 	if err == nil {
 		s.publish(ctx, s.users, string(id), evs)
@@ -87,7 +88,7 @@ func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id kno
 				return nil, nil, err
 			}
 			up.IfRev = &u.Rev
-			return s.updateUser(ctx, id, up, u)
+			return s.updateUser(ctx, id, up, u, true)
 		}()
 		if err == nil {
 			s.publish(ctx, s.users, string(id), evs)
@@ -104,15 +105,17 @@ func (s *Store) UpdateUserChecked(ctx context.Context, p known.ProjectID, id kno
 // updateUser writes up onto user id, as read (before, or read here when nil): the write is
 // conditional on the revision read, so that the events it records describe exactly the
 // change it made. An unconditional update (no IfRev) reads again and retries when another
-// write came in between.
-func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, before *known.User) (*known.User, []changeDoc, error) {
+// write came in between. The caller holds the user's turn; fresh says that before was read
+// in it.
+func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, before *known.User, fresh bool) (*known.User, []changeDoc, error) {
 	if before == nil && up.IfRev == nil && up.eventless() {
 		// Only lastSeenAt: no event can come of it, so no read is needed to describe it.
-		return s.updateUserAt(ctx, nil, id, up)
+		return s.updateUserAt(ctx, nil, id, up, false)
 	}
 	for attempt := 0; ; attempt++ {
-		b := before
+		b, bFresh := before, fresh
 		if b == nil {
+			bFresh = true
 			var d userDoc
 			err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d)
 			switch {
@@ -128,7 +131,7 @@ func (s *Store) updateUser(ctx context.Context, id known.UserID, up UserUpdate, 
 		if up.IfRev != nil && b.Rev != *up.IfRev {
 			return nil, nil, ErrRevChanged
 		}
-		u, evs, err := s.updateUserAt(ctx, b, id, up)
+		u, evs, err := s.updateUserAt(ctx, b, id, up, bFresh)
 		if errors.Is(err, ErrRevChanged) && up.IfRev == nil && attempt < 50 {
 			before = nil // changed since it was read: read it again
 			continue
@@ -148,14 +151,27 @@ func (up *UserUpdate) eventless() bool {
 }
 
 // updateUserAt writes up onto user id, only while it is at b's revision (b nil: whatever it
-// is, for an eventless update).
-func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID, up UserUpdate) (*known.User, []changeDoc, error) {
+// is, for an eventless update). The caller holds the user's turn; fresh says that b was read
+// in it.
+func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID, up UserUpdate, fresh bool) (*known.User, []changeDoc, error) {
 	var evs []changeDoc
 	filter := bson.M{"_id": string(id)}
 	if b != nil {
 		evs = userEvents(b, applyUserUpdate(b, up), up.Identified, up.MergedFrom, up.UpdatedAt)
-		filter["rev"] = b.Rev
+		switch {
+		case !s.serial.on:
+			filter["rev"] = b.Rev // MongoDB checks the revision in the write, atomically
+		case !fresh:
+			// FerretDB reads and decodes the whole collection for any filter but {_id}. Every
+			// write of a user in this process holds its turn (serial), so the revision this
+			// process last wrote, or one read in the turn, is the one the write lands on:
+			// the check costs no command or a read by _id, and the write goes by _id alone.
+			if err := s.userAtRev(ctx, id, b.Rev); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
+
 	set := bson.M{"updatedAt": up.UpdatedAt}
 	str := map[string]*string{
 		"externalId": up.ExternalID, "email": up.Email, "emailKey": up.EmailKey, "phoneNumber": up.PhoneNumber,
@@ -218,6 +234,8 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID
 	err := s.users.FindOneAndUpdate(ctx, filter, doc,
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if err != nil {
+		// Gone, or not known to have landed or not: read the user next time.
+		s.serial.userRevs.forget(string(id))
 		if isNoDocuments(err) && b == nil {
 			return nil, nil, notFound("user")
 		}
@@ -226,7 +244,76 @@ func (s *Store) updateUserAt(ctx context.Context, b *known.User, id known.UserID
 		}
 		return nil, nil, fmt.Errorf("store: updating user: %w", err)
 	}
+	if s.serial.on {
+		s.serial.userRevs.set(string(id), d.Rev)
+	}
 	return d.user(), evs, nil
+}
+
+// userAtRev returns ErrRevChanged unless user id exists at revision rev: on FerretDB, in the
+// user's turn. The revision this process last wrote answers without a command when it knows
+// one; otherwise the user's revision is read by _id.
+func (s *Store) userAtRev(ctx context.Context, id known.UserID, rev int64) error {
+	if cur, ok := s.serial.userRevs.get(string(id)); ok {
+		if cur != rev {
+			return ErrRevChanged
+		}
+		return nil
+	}
+	var d struct {
+		Rev int64 `bson:"rev"`
+	}
+	err := s.users.FindOne(ctx, bson.M{"_id": string(id)}, options.FindOne().SetProjection(bson.M{"rev": 1})).Decode(&d)
+	switch {
+	case isNoDocuments(err):
+		return ErrRevChanged
+	case err != nil:
+		return fmt.Errorf("store: updating user: %w", err)
+	}
+	s.serial.userRevs.set(string(id), d.Rev)
+	if d.Rev != rev {
+		return ErrRevChanged
+	}
+	return nil
+}
+
+// userRevs holds, on FerretDB, the revision of each user as this process last wrote or read it
+// in the user's turn, so that a write told from an earlier read (UserUpdate.Before) is checked
+// without another round trip. It relies on the rule of serial: every write that changes a
+// user's revision (updateUserAt) or removes the user (DeleteUser, DeleteMergedUser) takes the
+// user's turn and, in it, sets or forgets the user's entry, so an entry is the revision the
+// user is at. A user without an entry is read. Entries are dropped all at once past
+// maxUserRevs, which costs only reads.
+type userRevs struct {
+	mu   sync.Mutex
+	revs map[string]int64
+}
+
+// maxUserRevs bounds userRevs (about 5 MB).
+const maxUserRevs = 1 << 16
+
+func (r *userRevs) get(id string) (int64, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rev, ok := r.revs[id]
+	return rev, ok
+}
+
+// set records user id at revision rev: call it in the user's turn.
+func (r *userRevs) set(id string, rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.revs == nil || len(r.revs) >= maxUserRevs {
+		r.revs = map[string]int64{}
+	}
+	r.revs[id] = rev
+}
+
+// forget drops the entry of user id: call it in the user's turn.
+func (r *userRevs) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.revs, id)
 }
 
 // applyUserUpdate returns user b as up leaves it: what updateUserAt writes, applied in Go, so

@@ -1,0 +1,115 @@
+package service_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/knownhq/known"
+	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store/storetest"
+)
+
+// TestIdentifyPathsReadNoWholeCollection runs the identify paths a widget takes every day on
+// the embedded store with the command auditor (storetest.Auditor): none of their commands may
+// be one that FerretDB serves by reading and decoding the whole collection, since such a
+// command costs in proportion to the project's users (issue 10). On MongoDB, which serves
+// every filter from an index, the commands are not checked.
+func TestIdentifyPathsReadNoWholeCollection(t *testing.T) {
+	e := newScaleEnv(t, 50)
+	if !e.store.FerretDB() {
+		t.Skip("the rule is about FerretDB; MongoDB serves these filters from indexes")
+	}
+	var returningToken, anonToken string
+	paths := []struct {
+		name string
+		run  func(t *testing.T) error
+		// allowed are the scanning commands the path may still send, each with why.
+		allowed []string
+	}{
+		{"NewUserWithNewCompany", func(t *testing.T) error {
+			_, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("fresh1"),
+				Email: str("fresh1@example.com"), Name: str("Fresh One"),
+				Company: &service.CompanyInput{ID: "freshco1", Name: str("Fresh Co")}})
+			return err
+		}, nil},
+		{"NewUserWithNewCompanyAndMetadata", func(t *testing.T) error {
+			_, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("fresh2"),
+				Email: str("fresh2@example.com"), Metadata: map[string]any{"plan": "pro"},
+				Company: &service.CompanyInput{ID: "freshco2", Name: str("Fresh Co 2"), Metadata: map[string]any{"seats": 5}}})
+			return err
+		}, nil},
+		{"NewUserWithCompanyStageIfEmpty", func(t *testing.T) error {
+			_, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("fresh3"),
+				Company: &service.CompanyInput{ID: "c3", Stage: str("trial")}, StageMode: ptr(known.StageIfEmpty)})
+			return err
+		}, nil},
+		{"ReturningUserFromANewBrowser", func(t *testing.T) error {
+			ss, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("u7")})
+			if err == nil {
+				returningToken = ss.Token
+			}
+			return err
+		}, nil},
+		{"ReturningUserWithItsSession", func(t *testing.T) error {
+			_, err := e.svc.Identify(widgetCtx(returningToken), service.IdentifyInput{AppID: e.appID(), UserID: str("u7"),
+				Name: str("Seven Renamed"), Metadata: map[string]any{"plan": "team"}})
+			return err
+		}, nil},
+		{"ReturningUserWithItsCompany", func(t *testing.T) error {
+			_, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("u8"),
+				Company: &service.CompanyInput{ID: "c8", Name: str("Company 8")}})
+			return err
+		}, nil},
+		{"ReturningUserWithANewEmail", func(t *testing.T) error {
+			// The new email's key moves from the call's candidate to the user; the old one is
+			// released.
+			_, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("u9"),
+				Email: str("u9.new@example.com")})
+			return err
+		}, nil},
+		{"AnonymousVisitorWithAConversationLogsIn", func(t *testing.T) error {
+			anonToken = anonymous(t, e.env).Token
+			startConversation(t, e.env, anonToken, "before logging in")
+			e.store.WaitPublished()
+			e.audit.Reset()
+			_, err := e.svc.Identify(widgetCtx(anonToken), service.IdentifyInput{AppID: e.appID(), UserID: str("u10")})
+			return err
+		}, []string{
+			// The visitor's record merges into the user: its conversations and tracked events
+			// are found by their userId, which no _id names (store/conversations.go, not an
+			// identify file; a list of a user's conversations is the lead's bucket question).
+			"find conversations {userId,sort}",
+			"findAndModify conversations {_id,userId}",
+			"update events {userId}",
+		}},
+	}
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) {
+			e.store.WaitPublished()
+			e.audit.Reset()
+			if err := p.run(t); err != nil {
+				t.Fatalf("identify: %v", err)
+			}
+			cmds := e.audit.Commands()
+			var scans []storetest.Command
+			for _, c := range cmds {
+				if !c.Constant && !slices.Contains(p.allowed, c.String()) {
+					scans = append(scans, c)
+				}
+			}
+			if len(scans) > 0 {
+				t.Fatalf("commands that read the whole collection on the embedded store:\n%s\nall commands:\n%s",
+					storetest.Summary(scans), storetest.Summary(cmds))
+			}
+			if len(cmds) == 0 {
+				t.Fatal("no commands recorded: the auditor is not watching this store")
+			}
+			for _, a := range p.allowed {
+				if !slices.ContainsFunc(cmds, func(c storetest.Command) bool { return c.String() == a }) {
+					t.Errorf("allowed %q was not sent: the path no longer takes the turn it was allowed for\n%s", a, storetest.Summary(cmds))
+				}
+			}
+			t.Logf("%d commands:\n%s", len(cmds), storetest.Summary(cmds))
+		})
+	}
+}
