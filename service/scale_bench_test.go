@@ -164,19 +164,11 @@ var scaleOps = []struct {
 func BenchmarkScale(b *testing.B) {
 	sizes := []int{500, 20000}
 	t0 := time.Now()
-	var before []string
-	if sqliteIDIndexes() {
-		before = databases(b)
-	}
 	envs := make([]*scaleEnv, len(sizes))
 	for i, n := range sizes {
 		envs[i] = newScaleEnv(b, n)
 	}
 	b.Logf("seeded %v users in %v", sizes, time.Since(t0).Round(time.Millisecond))
-	if sqliteIDIndexes() {
-		addSQLiteIDIndexes(b, newDatabases(before, databases(b)))
-		b.Log("experiment: every table has an index on the expression FerretDB's _id pushdown uses (scale_sqlite_test.go)")
-	}
 	type stat struct {
 		d, publish time.Duration
 		cmds       int
