@@ -294,3 +294,24 @@ func filterShape(f bson.Raw) string {
 	}
 	return s + "}"
 }
+
+// TestDeleteProjectDeletesLists: deleting a project deletes its lists, and no other project's.
+func TestDeleteProjectDeletesLists(t *testing.T) {
+	st := storetest.Open(t, nil)
+	ctx := context.Background()
+	for _, p := range []known.ProjectID{"app_gone", "app_kept"} {
+		if err := st.CreateProject(ctx, &known.Project{ID: p, Name: string(p), CreatedAt: time.Now().UTC()}, "hash-"+string(p), "sealed"); err != nil {
+			t.Fatal(err)
+		}
+		startConversations(t, st, p, "", 3)
+	}
+	if err := st.DeleteProject(ctx, "app_gone"); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[known.ProjectID]bool{"app_gone": false, "app_kept": true} {
+		n, err := st.ListDocuments(ctx, p)
+		if err != nil || (n > 0) != want {
+			t.Errorf("project %s has %d list documents (%v), want some: %v", p, n, err, want)
+		}
+	}
+}
