@@ -69,16 +69,16 @@ func pageArgs(first *int, after *string) (known.Page, error) {
 // a cursor by document id (made before the store kept the list), which the caller may serve
 // by the query it replaced.
 func positionPageArgs(first *int, after *string) (page known.Page, byPosition bool, err error) {
-	page, err = pageArgs(first, nil)
+	page, _ = pageArgs(first, nil) // without a cursor it cannot fail
 	if after == nil || *after == "" {
-		return page, true, err
+		return page, true, nil
 	}
 	prefix, v, ok := decodeCursor(*after)
 	if !ok {
 		return page, false, badCursor()
 	}
 	page.After = v
-	return page, prefix == positionPrefix, err
+	return page, prefix == positionPrefix, nil
 }
 
 // connect builds the edges and page info of one page of nodes, with cursors by id.
