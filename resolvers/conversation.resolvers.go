@@ -71,6 +71,22 @@ func (r *queryResolver) Conversation(ctx context.Context, id string) (*known.Con
 
 // Conversations is the resolver for the conversations field.
 func (r *queryResolver) Conversations(ctx context.Context, first *int, after *string, filter *model.ConversationFilter) (*model.ConversationConnection, error) {
+	if filter == nil || *filter == (model.ConversationFilter{}) {
+		// All of them: from the project's list, unless after is a cursor by id of before the
+		// list, which the query by id still serves.
+		page, byPosition, err := positionPageArgs(first, after)
+		if err != nil {
+			return nil, err
+		}
+		if byPosition {
+			cs, next, more, err := r.Service.ProjectConversations(ctx, page)
+			if err != nil {
+				return nil, err
+			}
+			r.preloadConversations(ctx, cs)
+			return positionConversationConnection(cs, next, more), nil
+		}
+	}
 	page, err := pageArgs(first, after)
 	if err != nil {
 		return nil, err

@@ -9,37 +9,93 @@ import (
 	"github.com/knownhq/known/graph/model"
 )
 
-const cursorPrefix = "c1:"
+// A cursor is base64url of a prefix and what it names: "c1:" an item's document id (lists the
+// store queries in _id order), "c2:" an item's place in a list the store keeps
+// (store/lists.go; the project's conversations).
+const (
+	cursorPrefix   = "c1:"
+	positionPrefix = "c2:"
+)
 
 // encodeCursor makes the opaque cursor of a list item from its document id.
 func encodeCursor(id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
 }
 
-// pageArgs turns a connection's arguments into a page. A cursor that Known did not make is
-// BAD_USER_INPUT; the range of first is the service's rule.
+// encodePosition makes the opaque cursor of an item of a kept list from the page.After the
+// store gave for it.
+func encodePosition(after string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(positionPrefix + after))
+}
+
+// badCursor is the error for an after that is not a cursor of the list it is given to.
+func badCursor() error {
+	return &known.Error{Code: known.BadUserInput, Message: "after is not a cursor of this list", Field: []string{"after"}}
+}
+
+// decodeCursor splits cursor after into its prefix and what it names; ok is false for a
+// string Known did not make.
+func decodeCursor(after string) (prefix, value string, ok bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(after)
+	if err != nil {
+		return "", "", false
+	}
+	for _, p := range []string{cursorPrefix, positionPrefix} {
+		if v, found := strings.CutPrefix(string(raw), p); found && v != "" {
+			return p, v, true
+		}
+	}
+	return "", "", false
+}
+
+// pageArgs turns a connection's arguments into a page. A cursor that Known did not make, or
+// not by document id, is BAD_USER_INPUT; the range of first is the service's rule.
 func pageArgs(first *int, after *string) (known.Page, error) {
 	p := known.Page{First: 20}
 	if first != nil {
 		p.First = *first
 	}
 	if after != nil && *after != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(*after)
-		id, ok := strings.CutPrefix(string(raw), cursorPrefix)
-		if err != nil || !ok || id == "" {
-			return p, &known.Error{Code: known.BadUserInput, Message: "after is not a cursor of this list", Field: []string{"after"}}
+		prefix, id, ok := decodeCursor(*after)
+		if !ok || prefix != cursorPrefix {
+			return p, badCursor()
 		}
 		p.After = id
 	}
 	return p, nil
 }
 
-// connect builds the edges and page info of one page of nodes.
+// positionPageArgs is pageArgs for a list the store keeps: byPosition is false when after is
+// a cursor by document id (made before the store kept the list), which the caller may serve
+// by the query it replaced.
+func positionPageArgs(first *int, after *string) (page known.Page, byPosition bool, err error) {
+	page, _ = pageArgs(first, nil) // without a cursor it cannot fail
+	if after == nil || *after == "" {
+		return page, true, nil
+	}
+	prefix, v, ok := decodeCursor(*after)
+	if !ok {
+		return page, false, badCursor()
+	}
+	page.After = v
+	return page, prefix == positionPrefix, nil
+}
+
+// connect builds the edges and page info of one page of nodes, with cursors by id.
 func connect[N any, E any](nodes []N, more bool, id func(N) string, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
+	cursors := make([]string, len(nodes))
+	for i, n := range nodes {
+		cursors[i] = encodeCursor(id(n))
+	}
+	return connectCursors(nodes, cursors, more, edge)
+}
+
+// connectCursors builds the edges and page info of one page of nodes with these cursors.
+func connectCursors[N any, E any](nodes []N, cursors []string, more bool, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
 	edges := make([]E, len(nodes))
 	info := &model.PageInfo{HasNextPage: more}
 	for i, n := range nodes {
-		c := encodeCursor(id(n))
+		c := cursors[i]
 		edges[i] = edge(c, n)
 		if i == 0 {
 			info.StartCursor = &c
@@ -110,6 +166,19 @@ func conversationConnection(cs []*known.Conversation, more bool) *model.Conversa
 		func(cur string, c *known.Conversation) *model.ConversationEdge {
 			return &model.ConversationEdge{Cursor: cur, Node: c}
 		})
+	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+// positionConversationConnection is conversationConnection for a page of a list the store
+// keeps: after[i] is the store's page.After for cs[i].
+func positionConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
+	cursors := make([]string, len(after))
+	for i, a := range after {
+		cursors[i] = encodePosition(a)
+	}
+	edges, info := connectCursors(cs, cursors, more, func(cur string, c *known.Conversation) *model.ConversationEdge {
+		return &model.ConversationEdge{Cursor: cur, Node: c}
+	})
 	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
 }
 

@@ -54,13 +54,26 @@ type ConversationFilter struct {
 	Status *known.ConversationStatus
 }
 
-// Conversations lists the project's conversations.
+// Conversations lists the project's conversations that f selects (ProjectConversations lists
+// all of them at a constant cost per page).
 func (s *Service) Conversations(ctx context.Context, f ConversationFilter, page known.Page) ([]*known.Conversation, bool, error) {
 	p, err := listing(ctx, page)
 	if err != nil {
 		return nil, false, err
 	}
 	return s.store.Conversations(ctx, p, store.ConversationFilter{UserID: f.UserID, Status: f.Status}, page)
+}
+
+// ProjectConversations lists all of the project's conversations (no filter) from the
+// project's list, each with the page.After that continues after it: a page costs what its
+// conversations cost, however many the project holds. A page.After that is not such a value
+// is BAD_USER_INPUT (field after).
+func (s *Service) ProjectConversations(ctx context.Context, page known.Page) (cs []*known.Conversation, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.ProjectConversations(ctx, p, page)
 }
 
 // UserConversations lists a user's conversations.

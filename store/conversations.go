@@ -66,8 +66,24 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 		return fmt.Errorf("store: creating conversation: %w", err)
 	}
 	s.publish(ctx, s.conversations, string(c.ID), evs)
+	// Listed after the insert, so that the list never names a conversation that is not
+	// there. Should this fail, the conversation exists but is missing from the project's
+	// unfiltered list (ProjectConversations); the error says the call did not complete.
+	if _, err := s.conversationList(c.ProjectID).append(ctx, string(c.ID)); err != nil {
+		return err
+	}
 	return nil
 }
+
+// conversationList is project p's list of its conversations, in the order they started
+// (lists.go).
+func (s *Store) conversationList(p known.ProjectID) list {
+	return list{s: s, key: projectListPrefix(p) + "conversations"}
+}
+
+// projectListPrefix begins the key of every list of project p: DeleteProject deletes them by
+// it. Project ids hold no "|".
+func projectListPrefix(p known.ProjectID) string { return string(p) + "|" }
 
 // moveConversation gives conversation id of user from to user into, with its
 // conversation.moved event, in one write; a conversation no longer of from stays.
@@ -231,7 +247,9 @@ type ConversationFilter struct {
 	Status    *known.ConversationStatus
 }
 
-// Conversations returns a page of project p's conversations, newest first.
+// Conversations returns a page of project p's conversations that f selects, newest first:
+// a query of the collection, which the embedded store answers by reading all of it. The
+// unfiltered list is ProjectConversations'.
 func (s *Store) Conversations(ctx context.Context, p known.ProjectID, f ConversationFilter, page known.Page) ([]*known.Conversation, bool, error) {
 	filter := bson.M{"projectId": string(p)}
 	if f.UserID != nil {
@@ -246,6 +264,28 @@ func (s *Store) Conversations(ctx context.Context, p known.ProjectID, f Conversa
 	var docs []conversationDoc
 	more, err := s.page(ctx, s.conversations, filter, page, &docs)
 	return mapDocs(docs, (*conversationDoc).conversation), more, err
+}
+
+// ProjectConversations returns a page of all of project p's conversations, newest first,
+// from the project's list (lists.go): a few reads by _id and one read of the page's
+// conversations, however many conversations the project or the store holds. after[i] is the
+// page.After that continues after cs[i]; page.After is "" or such a value, anything else is
+// BAD_USER_INPUT (field after). A conversation deleted since it was listed is skipped. The
+// filtered lists (Conversations) query the collection instead: they are kept in no list.
+func (s *Store) ProjectConversations(ctx context.Context, p known.ProjectID, page known.Page) (cs []*known.Conversation, after []string, more bool, err error) {
+	return pageList(ctx, s.conversationList(p), page, func(ctx context.Context, ids []string) (map[string]*known.Conversation, error) {
+		var docs []conversationDoc
+		if err := s.byIDs(ctx, s.conversations, ids, &docs); err != nil {
+			return nil, err
+		}
+		out := make(map[string]*known.Conversation, len(docs))
+		for i := range docs {
+			if docs[i].ProjectID == string(p) {
+				out[docs[i].ID] = docs[i].conversation()
+			}
+		}
+		return out, nil
+	})
 }
 
 // Messages returns a page of a conversation's messages, newest first.

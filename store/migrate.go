@@ -8,6 +8,7 @@ import (
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // migrate brings data written by earlier versions of Known to the current shape. Each step is
@@ -24,6 +25,75 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if err := s.migrateMessageCounts(ctx); err != nil {
 		return fmt.Errorf("store: counting messages: %w", err)
+	}
+	if err := s.migrateConversationLists(ctx); err != nil {
+		return fmt.Errorf("store: listing conversations: %w", err)
+	}
+	return nil
+}
+
+// migrateConversationLists gives each project that has no list of its conversations yet
+// (lists.go; versions before it kept none) that list: its conversations in the order of
+// their ids, which is the order they started in. A list is written whole, its head last
+// (list.write), so a start interrupted half way writes it again from scratch, at the same
+// positions, and a list with a head is done. One query reads the conversations of every
+// project still to do. No instance of this version may start conversations meanwhile (they
+// would take the positions this writes): on FerretDB one instance runs at a time; on MongoDB,
+// start the first instance of this version alone.
+func (s *Store) migrateConversationLists(ctx context.Context) error {
+	cur, err := s.projects.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var projects []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &projects); err != nil {
+		return err
+	}
+	heads := make([]string, len(projects))
+	for i, p := range projects {
+		heads[i] = s.conversationList(known.ProjectID(p.ID)).headID()
+	}
+	var have []listHead
+	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	for _, h := range have {
+		listed[h.ID] = true
+	}
+	var todo []string
+	for i, p := range projects {
+		if !listed[heads[i]] {
+			todo = append(todo, p.ID)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	cur, err = s.conversations.Find(ctx, bson.M{"projectId": bson.M{"$in": todo}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var docs []struct {
+		ID        string `bson:"_id"`
+		ProjectID string `bson:"projectId"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return err
+	}
+	ids := map[string][]string{}
+	for _, d := range docs {
+		ids[d.ProjectID] = append(ids[d.ProjectID], d.ID)
+	}
+	for _, p := range todo {
+		// A project without conversations gets its head too (n: 0), so that later starts
+		// skip it.
+		if err := s.conversationList(known.ProjectID(p)).write(ctx, ids[p]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

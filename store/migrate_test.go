@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -110,4 +112,71 @@ func sameIdentities(a, b []known.Identity) bool {
 		}
 	}
 	return true
+}
+
+// TestMigrateConversationLists: conversations written before projects kept a list of them
+// (inserted here straight into the collection, in no order) are listed on start, newest first
+// by id, across buckets, each project its own; what an interrupted start left in a bucket
+// does not show; a second start changes nothing, and new conversations go on the end.
+func TestMigrateConversationLists(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.NewDatabaseName(t)
+	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, p := range []string{"app_p", "app_q", "app_empty"} {
+		if _, err := client.Database(db).Collection("projects").InsertOne(ctx, bson.M{"_id": p, "name": p, "createdAt": at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := map[known.ProjectID][]known.ConversationID{}
+	var docs []any
+	for i := range 133 {
+		p := known.ProjectID("app_p")
+		if i%50 == 7 {
+			p = "app_q"
+		}
+		id := known.ConversationID(bson.NewObjectID().Hex())
+		ids[p] = append(ids[p], id)
+		docs = append(docs, bson.M{"_id": string(id), "projectId": string(p), "visitorId": "v", "status": "OPEN",
+			"messages": 0, "createdAt": at, "updatedAt": at})
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(docs), func(i, j int) { docs[i], docs[j] = docs[j], docs[i] })
+	if _, err := client.Database(db).Collection("conversations").InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	// A bucket of a start that stopped before writing its list's head.
+	if _, err := client.Database(db).Collection("lists").InsertOne(ctx, bson.M{"_id": "app_p|conversations|0",
+		"e": bson.M{"1": "stale", "99": "stale"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	var added known.ConversationID
+	for run := range 3 {
+		st, err := store.Open(ctx, store.Config{URI: storetest.URI(), Database: db, Log: zerolog.Nop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p, want := range ids {
+			want = newestFirst(want)
+			if p == "app_p" && added != "" {
+				want = append([]known.ConversationID{added}, want...)
+			}
+			if got := readAll(t, st, p, 100); !slices.Equal(got, want) {
+				t.Errorf("run %d: project %s lists %d conversations %v, want %d %v", run, p, len(got), got, len(want), want)
+			}
+		}
+		if got := readAll(t, st, "app_empty", 10); len(got) != 0 {
+			t.Errorf("run %d: a project without conversations lists %v", run, got)
+		}
+		if run == 1 {
+			added = startConversation(t, st, ctx, "app_p", "")
+		}
+		if err := st.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
