@@ -108,13 +108,13 @@ func (s *scaleEnv) returningUser(tb testing.TB) {
 }
 
 // dashboardPage makes the service calls of the inbox query conversations(first: 10) with each
-// conversation's user and the user's companies and organizations, as the resolvers and
-// dataloaders make them: the page, then the users, then companies and organizations together.
+// conversation's user and the user's companies, organizations and stored external profile, as
+// the resolvers and dataloaders make them: the page, then the users, then the rest together.
 func (s *scaleEnv) dashboardPage(tb testing.TB) {
 	// A context of its own: the env's expires a minute after it was made.
 	ctx, cancel := context.WithTimeout(known.NewContextWithCaller(context.Background(), s.caller), time.Minute)
 	defer cancel()
-	cs, _, err := s.svc.Conversations(ctx, service.ConversationFilter{}, known.Page{First: 10})
+	cs, _, _, err := s.svc.ProjectConversations(ctx, known.Page{First: 10})
 	if err != nil || len(cs) != 10 {
 		tb.Fatalf("conversations: %d, %v", len(cs), err)
 	}
@@ -136,12 +136,13 @@ func (s *scaleEnv) dashboardPage(tb testing.TB) {
 		orgs = append(orgs, u.OrganizationIDs...)
 	}
 	var wg sync.WaitGroup
-	var cerr, oerr error
+	var cerr, oerr, perr error
 	wg.Go(func() { _, cerr = s.svc.CompaniesByIDs(ctx, companies) })
 	wg.Go(func() { _, oerr = s.svc.OrganizationsByIDs(ctx, orgs) })
+	wg.Go(func() { _, perr = s.svc.ExternalProfiles(ctx, service.ProfileKeys(users...)) })
 	wg.Wait()
-	if cerr != nil || oerr != nil {
-		tb.Fatal(cerr, oerr)
+	if cerr != nil || oerr != nil || perr != nil {
+		tb.Fatal(cerr, oerr, perr)
 	}
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -71,6 +72,24 @@ func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 			if _, err := part.coll.InsertMany(ctx, chunk, options.InsertMany().SetOrdered(false)); err != nil {
 				return fmt.Errorf("store: seeding %s: %w", part.coll.Name(), err)
 			}
+		}
+	}
+	// Each project's conversations are listed, oldest first, as the start-up migration lists
+	// those of earlier versions: its list must be empty.
+	byProject := map[known.ProjectID][]string{}
+	for _, c := range seed.Conversations {
+		byProject[c.ProjectID] = append(byProject[c.ProjectID], string(c.ID))
+	}
+	for p, ids := range byProject {
+		l := s.conversationList(p)
+		if n, err := l.length(ctx); err != nil {
+			return err
+		} else if n > 0 {
+			return fmt.Errorf("store: seeding project %s: its conversation list is not empty", p)
+		}
+		slices.Sort(ids)
+		if err := l.write(ctx, ids); err != nil {
+			return err
 		}
 	}
 	return nil
