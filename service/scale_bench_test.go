@@ -32,10 +32,12 @@ type scaleEnv struct {
 	next, returning int
 }
 
+// newScaleEnv seeds n users on the embedded store, whose costs the benchmark and the command
+// rules are about, whatever database the other tests use.
 func newScaleEnv(tb testing.TB, n int) *scaleEnv {
 	tb.Helper()
 	a := &storetest.Auditor{}
-	st := storetest.Open(tb, a.Monitor())
+	st := storetest.OpenEmbedded(tb, a.Monitor())
 	e := &env{svc: service.New(st, service.Options{Secret: testSecret, AdminToken: adminToken}), store: st}
 	e.project = e.newProject(tb, "Scale")
 	e.ctx = e.as(tb, e.project.SecretKey)

@@ -82,3 +82,23 @@ func Open(tb testing.TB, monitor *event.CommandMonitor) *store.Store {
 	})
 	return st
 }
+
+// OpenEmbedded opens a store on an embedded FerretDB of its own, in a temporary directory,
+// whatever KNOWN_TEST_MONGODB_URI says: for tests of the embedded store's own rules. monitor
+// may be nil.
+func OpenEmbedded(tb testing.TB, monitor *event.CommandMonitor) *store.Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{DataDir: tb.TempDir(), Monitor: monitor, Log: zerolog.Nop(),
+		ServerSelectionTimeout: 30 * time.Second})
+	if err != nil {
+		tb.Fatalf("opening an embedded store: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = st.Close(ctx)
+	})
+	return st
+}
