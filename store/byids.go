@@ -63,14 +63,18 @@ func (s *Store) sizeOf(ctx context.Context, coll *mongo.Collection) (int64, erro
 }
 
 // byIDs decodes the documents of coll whose _id is in ids into out (a pointer to a slice), in
-// no particular order: one query on MongoDB and on a small embedded collection, else one find
-// by _id per distinct id.
+// no particular order: one find by _id for one id; for more, one $in query on MongoDB and on a
+// small embedded collection, else one find by _id per distinct id.
 func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string, out any) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	distinct := slices.Compact(slices.Sorted(slices.Values(ids)))
+	if len(distinct) == 1 {
+		// One command either way, and a find by _id is served from the index on every store.
+		return s.eachByID(ctx, coll, distinct, out)
+	}
 	if s.files != nil {
-		distinct := slices.Compact(slices.Sorted(slices.Values(ids)))
 		n, err := s.sizeOf(ctx, coll)
 		if err != nil {
 			return err

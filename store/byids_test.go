@@ -10,13 +10,14 @@ import (
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/store/storetest"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 )
 
-// TestBatchReadsOnTheEmbeddedStore: a batch of users by id is one $in query while the
-// collection is small next to the batch, and one find by _id per distinct id once it holds
-// more than 20 documents per id asked (a $in reads the whole collection on FerretDB); both
-// answer the same users, each once, without missing ones or another project's.
+// TestBatchReadsOnTheEmbeddedStore: one id is one find by _id; a batch of users by id is one
+// $in query while the collection is small next to the batch, and one find by _id per distinct
+// id once it holds more than 20 documents per id asked (a $in reads the whole collection on
+// FerretDB); both answer the same users, each once, without missing ones or another project's.
 func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 	var mu sync.Mutex
 	var on bool
@@ -25,7 +26,12 @@ func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if on {
-			cmds = append(cmds, e.CommandName)
+			// "find" for a find by _id, "find $in" for a batch query.
+			name := e.CommandName
+			if id, err := e.Command.LookupErr("filter", "_id"); err == nil && id.Type == bson.TypeEmbeddedDocument {
+				name += " $in"
+			}
+			cmds = append(cmds, name)
 		}
 	}}
 	st := storetest.Open(t, monitor)
@@ -81,7 +87,24 @@ func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 		t.Errorf("few: users %v, want %v", got, wantOf(few))
 	}
 	if len(commands) != 5 || slices.ContainsFunc(commands, func(c string) bool { return c != "find" }) {
-		t.Errorf("few: commands %v, want 5 finds (one per distinct id)", commands)
+		t.Errorf("few: commands %v, want 5 finds by _id (one per distinct id)", commands)
+	}
+
+	// One id, even on a collection small enough for $in (two profiles): one find by _id.
+	now := time.Now().UTC()
+	if err := st.SaveProfiles(ctx, &known.Profile{UserID: "u001", ProjectID: "p1", Status: known.ProfileNotFound, CheckedAt: now},
+		&known.Profile{UserID: "u002", ProjectID: "p1", Status: known.ProfileNotFound, CheckedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	on, cmds = true, nil
+	mu.Unlock()
+	prs, err := st.ProfilesOf(ctx, "p1", []known.UserID{"u002", "u002"})
+	mu.Lock()
+	on, commands = false, slices.Clone(cmds)
+	mu.Unlock()
+	if err != nil || len(prs) != 1 || prs["u002"] == nil || !slices.Equal(commands, []string{"find"}) {
+		t.Errorf("one id: profiles %v (%v), commands %v; want u002's, by one find by _id", prs, err, commands)
 	}
 
 	many := append(slices.Clone(ids[:20]), "missing") // 21 distinct: 120 ≤ 20×21
@@ -89,7 +112,7 @@ func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 	if !slices.Equal(got, wantOf(many)) {
 		t.Errorf("many: users %v, want %v", got, wantOf(many))
 	}
-	if len(commands) != 1 {
-		t.Errorf("many: commands %v, want one query", commands)
+	if !slices.Equal(commands, []string{"find $in"}) {
+		t.Errorf("many: commands %v, want one $in query", commands)
 	}
 }
