@@ -11,7 +11,7 @@ import (
 
 // A cursor is base64url of a prefix and what it names: "c1:" an item's document id (lists the
 // store queries in _id order), "c2:" an item's place in a list the store keeps
-// (store/lists.go; the project's conversations).
+// (store/lists.go; the project's conversations, users, companies and organizations).
 const (
 	cursorPrefix   = "c1:"
 	positionPrefix = "c2:"
@@ -169,17 +169,49 @@ func conversationConnection(cs []*known.Conversation, more bool) *model.Conversa
 	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
 }
 
-// positionConversationConnection is conversationConnection for a page of a list the store
-// keeps: after[i] is the store's page.After for cs[i].
-func positionConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
+// positionConnect is connectCursors for a page of a list the store keeps: after[i] is the
+// store's page.After for nodes[i].
+func positionConnect[N any, E any](nodes []N, after []string, more bool, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
 	cursors := make([]string, len(after))
 	for i, a := range after {
 		cursors[i] = encodePosition(a)
 	}
-	edges, info := connectCursors(cs, cursors, more, func(cur string, c *known.Conversation) *model.ConversationEdge {
+	return connectCursors(nodes, cursors, more, edge)
+}
+
+// positionConversationConnection is conversationConnection for a page of a list the store
+// keeps: after[i] is the store's page.After for cs[i].
+func positionConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
+	edges, info := positionConnect(cs, after, more, func(cur string, c *known.Conversation) *model.ConversationEdge {
 		return &model.ConversationEdge{Cursor: cur, Node: c}
 	})
 	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+// positionUserConnection is userConnection for a page of the project's list of users.
+func positionUserConnection(us []*known.User, after []string, more bool) *model.UserConnection {
+	edges, info := positionConnect(us, after, more, func(cur string, u *known.User) *model.UserEdge {
+		return &model.UserEdge{Cursor: cur, Node: u}
+	})
+	return &model.UserConnection{Edges: edges, Nodes: us, PageInfo: info}
+}
+
+// positionCompanyConnection is companyConnection for a page of the project's list of
+// companies.
+func positionCompanyConnection(cs []*known.Company, after []string, more bool) *model.CompanyConnection {
+	edges, info := positionConnect(cs, after, more, func(cur string, c *known.Company) *model.CompanyEdge {
+		return &model.CompanyEdge{Cursor: cur, Node: c}
+	})
+	return &model.CompanyConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+// positionOrganizationConnection is organizationConnection for a page of the project's list
+// of organizations.
+func positionOrganizationConnection(os []*known.Organization, after []string, more bool) *model.OrganizationConnection {
+	edges, info := positionConnect(os, after, more, func(cur string, o *known.Organization) *model.OrganizationEdge {
+		return &model.OrganizationEdge{Cursor: cur, Node: o}
+	})
+	return &model.OrganizationConnection{Edges: edges, Nodes: os, PageInfo: info}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {

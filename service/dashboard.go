@@ -140,13 +140,24 @@ func (s *Service) Organization(ctx context.Context, id known.OrganizationID) (*k
 	return s.store.Organization(ctx, p, id)
 }
 
-// Organizations lists the project's organizations.
+// Organizations lists the project's organizations by a query of the collection, newest first
+// by id: for cursors by id made before the project kept its list (ProjectOrganizations).
 func (s *Service) Organizations(ctx context.Context, page known.Page) ([]*known.Organization, bool, error) {
 	p, err := listing(ctx, page)
 	if err != nil {
 		return nil, false, err
 	}
 	return s.store.Organizations(ctx, p, page)
+}
+
+// ProjectOrganizations lists all of the project's organizations from the project's list, as
+// ProjectUsers lists its users.
+func (s *Service) ProjectOrganizations(ctx context.Context, page known.Page) (os []*known.Organization, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.ProjectOrganizations(ctx, p, page)
 }
 
 // Company returns one of the project's companies.
@@ -158,13 +169,24 @@ func (s *Service) Company(ctx context.Context, id known.CompanyID) (*known.Compa
 	return s.store.Company(ctx, p, id)
 }
 
-// Companies lists the project's companies.
+// Companies lists the project's companies by a query of the collection, newest first by id:
+// for cursors by id made before the project kept its list (ProjectCompanies).
 func (s *Service) Companies(ctx context.Context, page known.Page) ([]*known.Company, bool, error) {
 	p, err := listing(ctx, page)
 	if err != nil {
 		return nil, false, err
 	}
 	return s.store.Companies(ctx, p, page)
+}
+
+// ProjectCompanies lists all of the project's companies from the project's list, as
+// ProjectUsers lists its users.
+func (s *Service) ProjectCompanies(ctx context.Context, page known.Page) (cs []*known.Company, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.ProjectCompanies(ctx, p, page)
 }
 
 // ActiveCompany returns a user's active company, or nil.

@@ -77,13 +77,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 
 // conversationList is project p's list of its conversations, in the order they started
 // (lists.go).
-func (s *Store) conversationList(p known.ProjectID) list {
-	return list{s: s, key: projectListPrefix(p) + "conversations"}
-}
-
-// projectListPrefix begins the key of every list of project p: DeleteProject deletes them by
-// it. Project ids hold no "|".
-func projectListPrefix(p known.ProjectID) string { return string(p) + "|" }
+func (s *Store) conversationList(p known.ProjectID) list { return s.projectList(p, listConversations) }
 
 // moveConversation gives conversation id of user from to user into, with its
 // conversation.moved event, in one write; a conversation no longer of from stays.
@@ -273,19 +267,8 @@ func (s *Store) Conversations(ctx context.Context, p known.ProjectID, f Conversa
 // BAD_USER_INPUT (field after). A conversation deleted since it was listed is skipped. The
 // filtered lists (Conversations) query the collection instead: they are kept in no list.
 func (s *Store) ProjectConversations(ctx context.Context, p known.ProjectID, page known.Page) (cs []*known.Conversation, after []string, more bool, err error) {
-	return pageList(ctx, s.conversationList(p), page, func(ctx context.Context, ids []string) (map[string]*known.Conversation, error) {
-		var docs []conversationDoc
-		if err := s.byIDs(ctx, s.conversations, ids, &docs); err != nil {
-			return nil, err
-		}
-		out := make(map[string]*known.Conversation, len(docs))
-		for i := range docs {
-			if docs[i].ProjectID == string(p) {
-				out[docs[i].ID] = docs[i].conversation()
-			}
-		}
-		return out, nil
-	})
+	return pageProjectList(ctx, s, p, s.conversations, page,
+		func(d *conversationDoc) (string, string) { return d.ID, d.ProjectID }, (*conversationDoc).conversation)
 }
 
 // Messages returns a page of a conversation's messages, newest first.

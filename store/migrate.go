@@ -26,21 +26,22 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateMessageCounts(ctx); err != nil {
 		return fmt.Errorf("store: counting messages: %w", err)
 	}
-	if err := s.migrateConversationLists(ctx); err != nil {
-		return fmt.Errorf("store: listing conversations: %w", err)
+	if err := s.migrateProjectLists(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }
 
-// migrateConversationLists gives each project that has no list of its conversations yet
-// (lists.go; versions before it kept none) that list: its conversations in the order of
-// their ids, which is the order they started in. A list is written whole, its head last
-// (list.write), so a start interrupted half way writes it again from scratch, at the same
-// positions, and a list with a head is done. One query reads the conversations of every
-// project still to do. No instance of this version may start conversations meanwhile (they
-// would take the positions this writes): on FerretDB one instance runs at a time; on MongoDB,
-// start the first instance of this version alone.
-func (s *Store) migrateConversationLists(ctx context.Context) error {
+// migrateProjectLists gives each project every list it has none of yet (lists.go; versions
+// before a list kept none): the project's documents of the list's collection in the order of
+// their ids, the order the queries of those versions listed them in (for conversations and
+// for users, companies and organizations of random ids, the order they were made in). A
+// list is written whole, its head last (list.write), so a start interrupted half way writes
+// it again from scratch, at the same positions, and a list with a head is done. One query per
+// kind of list reads the documents of every project still to do. No instance of this version
+// may write such documents meanwhile (they would take the positions this writes): on FerretDB
+// one instance runs at a time; on MongoDB, start the first instance of this version alone.
+func (s *Store) migrateProjectLists(ctx context.Context) error {
 	cur, err := s.projects.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}).SetBatchSize(bigBatch))
 	if err != nil {
 		return err
@@ -51,9 +52,21 @@ func (s *Store) migrateConversationLists(ctx context.Context) error {
 	if err := cur.All(ctx, &projects); err != nil {
 		return err
 	}
+	for _, name := range []string{listConversations, listUsers, listCompanies, listOrganizations} {
+		if err := s.migrateProjectList(ctx, name, projects); err != nil {
+			return fmt.Errorf("listing %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// migrateProjectList writes the list name of each of projects that has none.
+func (s *Store) migrateProjectList(ctx context.Context, name string, projects []struct {
+	ID string `bson:"_id"`
+}) error {
 	heads := make([]string, len(projects))
 	for i, p := range projects {
-		heads[i] = s.conversationList(known.ProjectID(p.ID)).headID()
+		heads[i] = s.projectList(known.ProjectID(p.ID), name).headID()
 	}
 	var have []listHead
 	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
@@ -72,7 +85,7 @@ func (s *Store) migrateConversationLists(ctx context.Context) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	cur, err = s.conversations.Find(ctx, bson.M{"projectId": bson.M{"$in": todo}},
+	cur, err := s.db.Collection(name).Find(ctx, bson.M{"projectId": bson.M{"$in": todo}},
 		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
 	if err != nil {
 		return err
@@ -89,9 +102,9 @@ func (s *Store) migrateConversationLists(ctx context.Context) error {
 		ids[d.ProjectID] = append(ids[d.ProjectID], d.ID)
 	}
 	for _, p := range todo {
-		// A project without conversations gets its head too (n: 0), so that later starts
+		// A project without such documents gets its head too (n: 0), so that later starts
 		// skip it.
-		if err := s.conversationList(known.ProjectID(p)).write(ctx, ids[p]); err != nil {
+		if err := s.projectList(known.ProjectID(p), name).write(ctx, ids[p]); err != nil {
 			return err
 		}
 	}
@@ -185,8 +198,14 @@ func (s *Store) migrateAnonymousRecords(ctx context.Context) error {
 		from := known.UserID(d.ID)
 		copied := d
 		copied.ID = string(to)
-		if _, err := s.users.InsertOne(ctx, copied); err != nil && !mongo.IsDuplicateKeyError(err) {
+		_, err := s.users.InsertOne(ctx, copied)
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
 			return err
+		}
+		if err == nil {
+			if err := s.listMovedUser(ctx, p, to); err != nil {
+				return err
+			}
 		}
 		if err := s.MoveUserData(ctx, from, to); err != nil {
 			return err
@@ -199,6 +218,22 @@ func (s *Store) migrateAnonymousRecords(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listMovedUser lists the copy of an anonymous record that migrateAnonymousRecords made, when
+// the project's list of users is written already (else migrateProjectLists, which runs after,
+// lists it with the rest); the old record's entry names a deleted user, which readers skip.
+func (s *Store) listMovedUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
+	l := s.projectList(p, listUsers)
+	err := s.lists().FindOne(ctx, bson.M{"_id": l.headID()}).Err()
+	if isNoDocuments(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = l.append(ctx, string(id))
+	return err
 }
 
 // migrateMessageCounts counts the messages of each conversation written before conversations

@@ -26,8 +26,10 @@ type Seed struct {
 const seedChunk = 1000
 
 // SeedBulk inserts seed's documents, shaped exactly like those the store writes, in unordered
-// inserts of 1,000: for benchmarks and tests only, which need many users quickly. It records
-// no events and checks nothing (an existing id or key fails the call, part-way).
+// inserts of 1,000, and lists each project's users, companies, organizations and
+// conversations (lists.go) in the order of their ids: for benchmarks and tests only, which
+// need many users quickly. It records no events and checks nothing (an existing id or key
+// fails the call, part-way; so does a project whose list of one of them is not empty).
 func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 	var users, keys, companies, orgs, convs, msgs []any
 	for _, u := range seed.Users {
@@ -74,22 +76,40 @@ func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 			}
 		}
 	}
-	// Each project's conversations are listed, oldest first, as the start-up migration lists
-	// those of earlier versions: its list must be empty.
-	byProject := map[known.ProjectID][]string{}
-	for _, c := range seed.Conversations {
-		byProject[c.ProjectID] = append(byProject[c.ProjectID], string(c.ID))
-	}
-	for p, ids := range byProject {
-		l := s.conversationList(p)
-		if n, err := l.length(ctx); err != nil {
-			return err
-		} else if n > 0 {
-			return fmt.Errorf("store: seeding project %s: its conversation list is not empty", p)
+	// Each project's users, companies, organizations and conversations are listed, oldest
+	// first by id, as the start-up migration lists those of earlier versions: the project's
+	// lists of them must be empty.
+	lists := map[string]map[known.ProjectID][]string{}
+	add := func(name string, p known.ProjectID, id string) {
+		if lists[name] == nil {
+			lists[name] = map[known.ProjectID][]string{}
 		}
-		slices.Sort(ids)
-		if err := l.write(ctx, ids); err != nil {
-			return err
+		lists[name][p] = append(lists[name][p], id)
+	}
+	for _, u := range seed.Users {
+		add(listUsers, u.ProjectID, string(u.ID))
+	}
+	for _, c := range seed.Companies {
+		add(listCompanies, c.ProjectID, string(c.ID))
+	}
+	for _, o := range seed.Organizations {
+		add(listOrganizations, o.ProjectID, string(o.ID))
+	}
+	for _, c := range seed.Conversations {
+		add(listConversations, c.ProjectID, string(c.ID))
+	}
+	for name, byProject := range lists {
+		for p, ids := range byProject {
+			l := s.projectList(p, name)
+			if n, err := l.length(ctx); err != nil {
+				return err
+			} else if n > 0 {
+				return fmt.Errorf("store: seeding project %s: its list of %s is not empty", p, name)
+			}
+			slices.Sort(ids)
+			if err := l.write(ctx, ids); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
