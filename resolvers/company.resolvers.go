@@ -80,7 +80,7 @@ func (r *queryResolver) Company(ctx context.Context, id string) (*known.Company,
 func (r *queryResolver) Companies(ctx context.Context, first *int, after *string) (*model.CompanyConnection, error) {
 	// From the project's list, unless after is a cursor by id of before the list, which the
 	// query by id still serves.
-	page, byPosition, err := positionPageArgs(first, after)
+	page, byPosition, err := positionPageArgs(companyList, first, after)
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 	if filter == nil || *filter == (model.ConversationFilter{}) {
 		// All of them: from the project's list, unless after is a cursor by id of before the
 		// list, which the query by id still serves.
-		page, byPosition, err := positionPageArgs(first, after)
+		page, byPosition, err := positionPageArgs(conversationList, first, after)
 		if err != nil {
 			return nil, err
 		}

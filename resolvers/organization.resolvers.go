@@ -40,7 +40,7 @@ func (r *queryResolver) Organization(ctx context.Context, id string) (*known.Org
 func (r *queryResolver) Organizations(ctx context.Context, first *int, after *string) (*model.OrganizationConnection, error) {
 	// From the project's list, unless after is a cursor by id of before the list, which the
 	// query by id still serves.
-	page, byPosition, err := positionPageArgs(first, after)
+	page, byPosition, err := positionPageArgs(organizationList, first, after)
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ func (r *queryResolver) Users(ctx context.Context, first *int, after *string, fi
 	if filter == nil || *filter == (model.UserFilter{}) {
 		// All of them: from the project's list, unless after is a cursor by id of before the
 		// list, which the query by id still serves.
-		page, byPosition, err := positionPageArgs(first, after)
+		page, byPosition, err := positionPageArgs(userList, first, after)
 		if err != nil {
 			return nil, err
 		}
