@@ -12,7 +12,7 @@ import (
 // A cursor is base64url of a prefix and what it names: "c1:" an item's document id (lists the
 // store queries in _id order); "c2:" an item's place in the project's list of conversations
 // (store/lists.go); "c3:" the name of another list the store keeps, ":", and an item's place
-// in it (the project's users, companies and organizations). A place names its list, so that
+// in it (the project's users, companies and organizations, a conversation's messages). A place names its list, so that
 // a cursor of one list given to another is refused rather than read as a place in it.
 // (Conversations' cursors came first, without the list's name, and are kept as they are.)
 const (
@@ -30,6 +30,7 @@ const (
 	userList         keptList = "users"
 	companyList      keptList = "companies"
 	organizationList keptList = "organizations"
+	messageList      keptList = "messages"
 )
 
 // encodeCursor makes the opaque cursor of a list item from its document id.
@@ -242,6 +243,15 @@ func positionOrganizationConnection(os []*known.Organization, after []string, mo
 		return &model.OrganizationEdge{Cursor: cur, Node: o}
 	})
 	return &model.OrganizationConnection{Edges: edges, Nodes: os, PageInfo: info}
+}
+
+// positionMessageConnection is messageConnection for a page of a conversation's list of
+// messages.
+func positionMessageConnection(ms []*known.Message, after []string, more bool) *model.MessageConnection {
+	edges, info := positionConnect(messageList, ms, after, more, func(cur string, m *known.Message) *model.MessageEdge {
+		return &model.MessageEdge{Cursor: cur, Node: m}
+	})
+	return &model.MessageConnection{Edges: edges, Nodes: ms, PageInfo: info}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {

@@ -147,3 +147,83 @@ func TestProjectListCursors(t *testing.T) {
 		}
 	})
 }
+
+// TestMessageCursors: a conversation's messages page from its list with cursors that name it;
+// following endCursor reads each message once, newest first; the first page of one (as an
+// inbox row asks) comes from the conversation with a cursor by id, which continues by the
+// query by id; a message's cursor given to users is BAD_USER_INPUT on after.
+func TestMessageCursors(t *testing.T) {
+	k := startInProcess(t, nil)
+	appID, key := createProject(t, k.URL, "Message lists")
+	p := known.ProjectID(appID)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	c := &known.Conversation{ID: known.ConversationID(store.NewID()), ProjectID: p, VisitorID: "v", Status: "OPEN", CreatedAt: now, UpdatedAt: now}
+	if err := k.store.CreateConversation(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 9 {
+		m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: p, ConversationID: c.ID, Body: fmt.Sprint(i),
+			Author: known.AuthorVisitor, CreatedAt: time.Now().UTC()}
+		if err := k.store.AddMessage(ctx, c, m); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{m.GlobalID()}, want...)
+	}
+	page := func(vars map[string]any) connectionPage {
+		t.Helper()
+		vars["id"] = known.GlobalID(known.KindConversation, string(c.ID))
+		var data struct {
+			Conversation struct{ Messages connectionPage }
+		}
+		gql(t, k.URL, key, `query($id: ID!, $n: Int, $after: String) { conversation(id: $id) { messages(first: $n, after: $after) {
+			edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }`, vars).decode(t, &data)
+		return data.Conversation.Messages
+	}
+	read := func(n int, after string) []string {
+		t.Helper()
+		var got []string
+		vars := map[string]any{"n": n}
+		if after != "" {
+			vars["after"] = after
+		}
+		for range 20 {
+			pg := page(vars)
+			for _, e := range pg.Edges {
+				got = append(got, e.Node.ID)
+			}
+			if !pg.PageInfo.HasNextPage {
+				return got
+			}
+			vars["n"], vars["after"] = 4, *pg.PageInfo.EndCursor
+		}
+		t.Fatal("hasNextPage after 20 pages")
+		return nil
+	}
+	t.Run("Chained", func(t *testing.T) {
+		pg := page(map[string]any{"n": 4})
+		raw, _ := base64.RawURLEncoding.DecodeString(*pg.PageInfo.EndCursor)
+		if !strings.HasPrefix(string(raw), "c3:messages:") {
+			t.Errorf("cursor %q is not a place in the list of messages", raw)
+		}
+		if got := read(4, ""); !slices.Equal(got, want) {
+			t.Errorf("read %v, want %v", got, want)
+		}
+	})
+	t.Run("FirstOfOne", func(t *testing.T) {
+		pg := page(map[string]any{"n": 1})
+		raw, _ := base64.RawURLEncoding.DecodeString(*pg.PageInfo.EndCursor)
+		if !strings.HasPrefix(string(raw), "c1:") || len(pg.Edges) != 1 || pg.Edges[0].Node.ID != want[0] || !pg.PageInfo.HasNextPage {
+			t.Errorf("first page of one: %q %+v, want the newest by id, with more", raw, pg)
+		}
+		if got := read(1, ""); !slices.Equal(got, want) {
+			t.Errorf("read on from the first page of one %v, want %v", got, want)
+		}
+	})
+	t.Run("CursorOnUsers", func(t *testing.T) {
+		pg := page(map[string]any{"n": 3})
+		gql(t, k.URL, key, `query($a: String) { users(first: 3, after: $a) { nodes { id } } }`, map[string]any{"a": *pg.PageInfo.EndCursor}).
+			requireCode(t, "BAD_USER_INPUT")
+	})
+}

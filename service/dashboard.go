@@ -82,31 +82,65 @@ func (s *Service) UserConversations(ctx context.Context, u *known.User, page kno
 }
 
 // Messages lists a conversation's messages, for the dashboard or for a widget session that
-// may read the conversation (UNAUTHENTICATED for any other caller).
+// may read the conversation (UNAUTHENTICATED for any other caller), by a query of the
+// collection: for cursors by id (ConversationMessages reads the conversation's list).
 func (s *Service) Messages(ctx context.Context, c *known.Conversation, page known.Page) ([]*known.Message, bool, error) {
-	if err := checkPage(page); err != nil {
+	if err := s.mayReadMessages(ctx, c, page); err != nil {
 		return nil, false, err
+	}
+	if ms, more, ok := firstOfOne(c, page); ok {
+		return ms, more, nil
+	}
+	return s.store.Messages(ctx, c.ID, page)
+}
+
+// ConversationMessages is Messages from the conversation's list of its messages, each with
+// the page.After that continues after it: a page costs what its messages cost, however many
+// the conversation holds. after is nil when the page came from the conversation itself (the
+// first page of one, as an inbox row shows it): its items continue by id (Messages). A
+// page.After that is not such a value is BAD_USER_INPUT (field after).
+func (s *Service) ConversationMessages(ctx context.Context, c *known.Conversation, page known.Page) (ms []*known.Message, after []string, more bool, err error) {
+	if err := s.mayReadMessages(ctx, c, page); err != nil {
+		return nil, nil, false, err
+	}
+	if ms, more, ok := firstOfOne(c, page); ok {
+		return ms, nil, more, nil
+	}
+	return s.store.ConversationMessages(ctx, c, page)
+}
+
+// mayReadMessages checks page, and that the caller may read conversation c's messages: the
+// dashboard of its project, or a widget session that may read it.
+func (s *Service) mayReadMessages(ctx context.Context, c *known.Conversation, page known.Page) error {
+	if err := checkPage(page); err != nil {
+		return err
 	}
 	if p, err := known.ProjectFromContext(ctx); err != nil || p != c.ProjectID {
 		wc, werr := s.widget(ctx, nil, true)
 		if werr != nil {
-			return nil, false, werr
+			return werr
 		}
 		if !identity.MayRead(wc.session, c) {
-			return nil, false, known.Errorf(known.NotFound, "conversation not found")
+			return known.Errorf(known.NotFound, "conversation not found")
 		}
 		if err := s.mayActFor(ctx, wc.session); err != nil {
-			return nil, false, err
+			return err
 		}
 	}
-	if page.First == 1 && page.After == "" && c.MessageCount >= 0 {
-		// The first page of one, as an inbox row shows it: the conversation holds it already.
-		if c.Last == nil {
-			return []*known.Message{}, false, nil
-		}
-		return []*known.Message{c.Last}, c.MessageCount > 1, nil
+	return nil
+}
+
+// firstOfOne serves the first page of one message, as an inbox row shows it, from the
+// conversation, which holds it already (ok false for any other page, or a conversation of an
+// earlier version that has not counted its messages).
+func firstOfOne(c *known.Conversation, page known.Page) (ms []*known.Message, more, ok bool) {
+	if page.First != 1 || page.After != "" || c.MessageCount < 0 {
+		return nil, false, false
 	}
-	return s.store.Messages(ctx, c.ID, page)
+	if c.Last == nil {
+		return []*known.Message{}, false, true
+	}
+	return []*known.Message{c.Last}, c.MessageCount > 1, true
 }
 
 // ReplyToConversation adds an agent's message. User error NOT_FOUND for a conversation of no

@@ -254,29 +254,34 @@ func pageList[T any](ctx context.Context, l list, page known.Page, find func(ctx
 	return items, afters, more, nil
 }
 
-// write sets the list to ids, at positions 1…len(ids): each bucket replaced whole (so that a
-// repeated write leaves nothing of an earlier one), then the head last. For the migration:
-// the list must not be appended to meanwhile.
-func (l list) write(ctx context.Context, ids []string) error {
+// docs are the documents of a list of ids at positions 1…len(ids): its buckets, then its
+// head.
+func (l list) docs(ids []string) []bson.M {
+	var out []bson.M
 	for b := int64(0); b*bucketSize < int64(len(ids)); b++ {
 		e := bson.M{}
 		for i := b * bucketSize; i < min((b+1)*bucketSize, int64(len(ids))); i++ {
 			e[strconv.FormatInt(i+1, 10)] = ids[i]
 		}
-		id := l.bucketID(b)
+		out = append(out, bson.M{"_id": l.bucketID(b), "e": e})
+	}
+	return append(out, bson.M{"_id": l.headID(), "n": int64(len(ids))})
+}
+
+// write sets the list to ids, at positions 1…len(ids): each bucket replaced whole (so that a
+// repeated write leaves nothing of an earlier one), then the head last. For the migration:
+// the list must not be appended to meanwhile.
+func (l list) write(ctx context.Context, ids []string) error {
+	for _, d := range l.docs(ids) {
+		id := d["_id"].(string)
 		err := func() error {
 			defer l.s.serial.lock(l.s.lists(), id)()
-			_, err := l.s.lists().ReplaceOne(ctx, bson.M{"_id": id}, bson.M{"_id": id, "e": e}, options.Replace().SetUpsert(true))
+			_, err := l.s.lists().ReplaceOne(ctx, bson.M{"_id": id}, d, options.Replace().SetUpsert(true))
 			return err
 		}()
 		if err != nil {
 			return fmt.Errorf("store: writing list %s: %w", l.key, err)
 		}
-	}
-	defer l.s.serial.lock(l.s.lists(), l.headID())()
-	_, err := l.s.lists().ReplaceOne(ctx, bson.M{"_id": l.headID()}, bson.M{"_id": l.headID(), "n": int64(len(ids))}, options.Replace().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("store: writing list %s: %w", l.key, err)
 	}
 	return nil
 }
@@ -297,6 +302,8 @@ const (
 	listUsers         = "users"
 	listCompanies     = "companies"
 	listOrganizations = "organizations"
+	// listMessages begins the name of a conversation's list of its messages (messageList).
+	listMessages = "messages|"
 )
 
 // projectList is project p's list of the documents of collection name (one of the list…
@@ -309,14 +316,20 @@ func (s *Store) projectList(p known.ProjectID, name string) list {
 // it. Project ids hold no "|".
 func projectListPrefix(p known.ProjectID) string { return string(p) + "|" }
 
-// pageProjectList is pageList for project p's list of coll's documents, decoded as D: the
-// page's documents are read by their ids (byIDs), another project's are skipped, and conv
-// makes each item.
+// pageProjectList is pageDocs for project p's list of coll's documents.
 func pageProjectList[D any, T any](ctx context.Context, s *Store, p known.ProjectID, coll *mongo.Collection, page known.Page,
 	key func(*D) (id, project string), conv func(*D) T) ([]T, []string, bool, error) {
-	return pageList(ctx, s.projectList(p, coll.Name()), page, func(ctx context.Context, ids []string) (map[string]T, error) {
+	return pageDocs(ctx, s.projectList(p, coll.Name()), p, coll, nil, page, key, conv)
+}
+
+// pageDocs is pageList for list l of project p's documents of coll, decoded as D: the page's
+// documents are read by their ids (byIDsWhere, with also), another project's are skipped, and
+// conv makes each item.
+func pageDocs[D any, T any](ctx context.Context, l list, p known.ProjectID, coll *mongo.Collection, also bson.M, page known.Page,
+	key func(*D) (id, project string), conv func(*D) T) ([]T, []string, bool, error) {
+	return pageList(ctx, l, page, func(ctx context.Context, ids []string) (map[string]T, error) {
 		var docs []D
-		if err := s.byIDs(ctx, coll, ids, &docs); err != nil {
+		if err := l.s.byIDsWhere(ctx, coll, ids, also, &docs); err != nil {
 			return nil, err
 		}
 		out := make(map[string]T, len(docs))
@@ -327,4 +340,22 @@ func pageProjectList[D any, T any](ctx context.Context, s *Store, p known.Projec
 		}
 		return out, nil
 	})
+}
+
+// delete deletes the list: its buckets, then its head, each by _id (for a list whose owner
+// is deleted: a conversation's messages). A list never appended to has nothing to delete.
+func (l list) delete(ctx context.Context) error {
+	n, err := l.length(ctx)
+	if err != nil {
+		return err
+	}
+	for b := int64(0); b*bucketSize < n; b++ {
+		if _, err := l.s.lists().DeleteOne(ctx, bson.M{"_id": l.bucketID(b)}); err != nil {
+			return fmt.Errorf("store: deleting list %s: %w", l.key, err)
+		}
+	}
+	if _, err := l.s.lists().DeleteOne(ctx, bson.M{"_id": l.headID()}); err != nil {
+		return fmt.Errorf("store: deleting list %s: %w", l.key, err)
+	}
+	return nil
 }

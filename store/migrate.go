@@ -29,6 +29,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateProjectLists(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if err := s.migrateMessageLists(ctx); err != nil {
+		return fmt.Errorf("store: listing messages: %w", err)
+	}
 	return nil
 }
 
@@ -105,6 +108,70 @@ func (s *Store) migrateProjectList(ctx context.Context, name string, projects []
 		// A project without such documents gets its head too (n: 0), so that later starts
 		// skip it.
 		if err := s.projectList(known.ProjectID(p), name).write(ctx, ids[p]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateMessageLists gives each conversation that has no list of its messages yet (versions
+// before it kept none) that list: its messages in the order of their ids, the order they
+// were added in; as migrateProjectLists does, head last, so that it is idempotent. One query
+// reads every conversation's id (a scan, once), then the heads by _id, then the messages of
+// the conversations still to do.
+func (s *Store) migrateMessageLists(ctx context.Context) error {
+	cur, err := s.conversations.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var convs []struct {
+		ID        string `bson:"_id"`
+		ProjectID string `bson:"projectId"`
+	}
+	if err := cur.All(ctx, &convs); err != nil {
+		return err
+	}
+	lists := make(map[string]list, len(convs))
+	heads := make([]string, len(convs))
+	for i, c := range convs {
+		lists[c.ID] = s.messageList(known.ProjectID(c.ProjectID), known.ConversationID(c.ID))
+		heads[i] = lists[c.ID].headID()
+	}
+	var have []listHead
+	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	for _, h := range have {
+		listed[h.ID] = true
+	}
+	var todo []string
+	for _, c := range convs {
+		if !listed[lists[c.ID].headID()] {
+			todo = append(todo, c.ID)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	cur, err = s.messages.Find(ctx, bson.M{"conversationId": bson.M{"$in": todo}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, "conversationId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var msgs []struct {
+		ID             string `bson:"_id"`
+		ConversationID string `bson:"conversationId"`
+	}
+	if err := cur.All(ctx, &msgs); err != nil {
+		return err
+	}
+	ids := map[string][]string{}
+	for _, m := range msgs {
+		ids[m.ConversationID] = append(ids[m.ConversationID], m.ID)
+	}
+	for _, c := range todo {
+		if err := lists[c].write(ctx, ids[c]); err != nil {
 			return err
 		}
 	}

@@ -288,8 +288,9 @@ func TestCompanyAndOrganizationLists(t *testing.T) {
 	}
 }
 
-// TestProjectListCommands: a page of the users, companies or organizations list reads only by
-// _id: the head and the buckets it spans with find {_id: <string>}, then its items by _id.
+// TestProjectListCommands: a page of the users, companies or organizations list, or of a
+// conversation's messages, reads only by _id: the head and the buckets it spans with find
+// {_id: <string>}, then its items by _id (messages with their shard key).
 func TestProjectListCommands(t *testing.T) {
 	var mu sync.Mutex
 	var on bool
@@ -306,7 +307,12 @@ func TestProjectListCommands(t *testing.T) {
 	st := storetest.Open(t, monitor)
 	ctx := context.Background()
 	now := time.Now().UTC()
+	conv, err := st.Conversation(ctx, "p", startConversation(t, st, ctx, "p", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 150 {
+		addMessage(t, st, conv)
 		newUser(t, st, "p", fmt.Sprintf("u%d@example.com", i), "")
 		if _, err := st.UpsertCompany(ctx, "p", fmt.Sprint(i), store.CompanyUpdate{}, now); err != nil {
 			t.Fatal(err)
@@ -327,6 +333,10 @@ func TestProjectListCommands(t *testing.T) {
 		{"organizations", func(pg known.Page) (int, error) {
 			os, _, _, err := st.ProjectOrganizations(ctx, "p", pg)
 			return len(os), err
+		}},
+		{"messages", func(pg known.Page) (int, error) {
+			ms, _, _, err := st.ConversationMessages(ctx, conv, pg)
+			return len(ms), err
 		}},
 	} {
 		t.Run(c.coll, func(t *testing.T) {
@@ -349,8 +359,12 @@ func TestProjectListCommands(t *testing.T) {
 			if len(rest) == 0 {
 				t.Errorf("no read of the %s in %q", c.coll, got)
 			}
+			byIDs := "find " + c.coll + " {_id: {$in: array}}"
+			if c.coll == "messages" { // with their shard key
+				byIDs = "find messages {_id: {$in: array}, conversationId: string}"
+			}
 			for _, cmd := range rest {
-				if cmd != "find "+c.coll+" {_id: {$in: array}}" && cmd != "find "+c.coll+" {_id: string}" {
+				if cmd != byIDs && cmd != "find "+c.coll+" {_id: string}" {
 					t.Errorf("command %q reads %s other than by _id", cmd, c.coll)
 				}
 			}

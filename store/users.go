@@ -286,7 +286,7 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 }
 
 // DeleteUser erases a user of project p with its identity keys, events (tracked ones and
-// change events, but for its user.deleted), conversations and their messages. The user document goes last, so that an interrupted delete can be repeated.
+// change events, but for its user.deleted), conversations, their messages and lists of them. The user document goes last, so that an interrupted delete can be repeated.
 func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
 	var d userDoc
 	if err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
@@ -321,6 +321,13 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if len(convIDs) > 0 {
 		if _, err := s.messages.DeleteMany(ctx, bson.M{"conversationId": bson.M{"$in": convIDs}}); err != nil {
 			return fmt.Errorf("store: deleting messages: %w", err)
+		}
+	}
+	// The lists of their messages go before the conversations, so that a repeated delete
+	// still finds them.
+	for _, c := range convIDs {
+		if err := s.messageList(p, c).delete(ctx); err != nil {
+			return err
 		}
 	}
 	if _, err := s.conversations.DeleteMany(ctx, bson.M{"userId": string(id)}); err != nil {
