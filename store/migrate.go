@@ -114,12 +114,35 @@ func (s *Store) migrateProjectList(ctx context.Context, name string, projects []
 	return nil
 }
 
+// messagesListedID is the _id of the meta document that says every conversation's messages
+// are listed (migrateMessageLists).
+const messagesListedID = "messagesListed"
+
 // migrateMessageLists gives each conversation that has no list of its messages yet (versions
 // before it kept none) that list: its messages in the order of their ids, the order they
 // were added in; as migrateProjectLists does, head last, so that it is idempotent. One query
-// reads every conversation's id (a scan, once), then the heads by _id, then the messages of
-// the conversations still to do.
+// reads every conversation's id, then the heads by _id, then the messages of the
+// conversations still to do. That scans every conversation, so once all are listed a meta
+// document says so, and later starts read only it (a conversation made since has its list,
+// or, with no message yet, needs none: a list without a head is empty).
 func (s *Store) migrateMessageLists(ctx context.Context) error {
+	switch err := s.meta().FindOne(ctx, bson.M{"_id": messagesListedID}).Err(); {
+	case err == nil:
+		return nil
+	case !isNoDocuments(err):
+		return err
+	}
+	if err := s.listAllMessages(ctx); err != nil {
+		return err
+	}
+	if _, err := s.meta().InsertOne(ctx, bson.M{"_id": messagesListedID}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
+}
+
+// listAllMessages is migrateMessageLists' work.
+func (s *Store) listAllMessages(ctx context.Context) error {
 	cur, err := s.conversations.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
 	if err != nil {
 		return err
