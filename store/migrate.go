@@ -67,9 +67,22 @@ func (s *Store) migrateProjectLists(ctx context.Context) error {
 func (s *Store) migrateProjectList(ctx context.Context, name string, projects []struct {
 	ID string `bson:"_id"`
 }) error {
-	heads := make([]string, len(projects))
+	owners := make([]string, len(projects))
 	for i, p := range projects {
-		heads[i] = s.projectList(known.ProjectID(p.ID), name).headID()
+		owners[i] = p.ID
+	}
+	return s.listMissing(ctx, owners, func(p string) list { return s.projectList(known.ProjectID(p), name) },
+		s.db.Collection(name), "projectId")
+}
+
+// listMissing writes the list of each owner whose list (listOf) has no head: the ids of coll's
+// documents whose field names that owner, in the order of their ids. A list is written whole,
+// its head last (list.write). One read of the heads by _id, one query of coll for every owner
+// still to do.
+func (s *Store) listMissing(ctx context.Context, owners []string, listOf func(owner string) list, coll *mongo.Collection, field string) error {
+	heads := make([]string, len(owners))
+	for i, o := range owners {
+		heads[i] = listOf(o).headID()
 	}
 	var have []listHead
 	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
@@ -80,34 +93,33 @@ func (s *Store) migrateProjectList(ctx context.Context, name string, projects []
 		listed[h.ID] = true
 	}
 	var todo []string
-	for i, p := range projects {
+	for i, o := range owners {
 		if !listed[heads[i]] {
-			todo = append(todo, p.ID)
+			todo = append(todo, o)
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
-	cur, err := s.db.Collection(name).Find(ctx, bson.M{"projectId": bson.M{"$in": todo}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	cur, err := coll.Find(ctx, bson.M{field: bson.M{"$in": todo}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, field: 1}).SetBatchSize(bigBatch))
 	if err != nil {
 		return err
 	}
-	var docs []struct {
-		ID        string `bson:"_id"`
-		ProjectID string `bson:"projectId"`
-	}
+	var docs []bson.M
 	if err := cur.All(ctx, &docs); err != nil {
 		return err
 	}
 	ids := map[string][]string{}
 	for _, d := range docs {
-		ids[d.ProjectID] = append(ids[d.ProjectID], d.ID)
+		id, _ := d["_id"].(string)
+		o, _ := d[field].(string)
+		ids[o] = append(ids[o], id)
 	}
-	for _, p := range todo {
-		// A project without such documents gets its head too (n: 0), so that later starts
+	for _, o := range todo {
+		// An owner without such documents gets its head too (n: 0), so that later starts
 		// skip it.
-		if err := s.projectList(known.ProjectID(p), name).write(ctx, ids[p]); err != nil {
+		if err := listOf(o).write(ctx, ids[o]); err != nil {
 			return err
 		}
 	}
@@ -154,51 +166,13 @@ func (s *Store) listAllMessages(ctx context.Context) error {
 	if err := cur.All(ctx, &convs); err != nil {
 		return err
 	}
-	lists := make(map[string]list, len(convs))
-	heads := make([]string, len(convs))
+	project := make(map[string]known.ProjectID, len(convs))
+	owners := make([]string, len(convs))
 	for i, c := range convs {
-		lists[c.ID] = s.messageList(known.ProjectID(c.ProjectID), known.ConversationID(c.ID))
-		heads[i] = lists[c.ID].headID()
+		project[c.ID], owners[i] = known.ProjectID(c.ProjectID), c.ID
 	}
-	var have []listHead
-	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
-		return err
-	}
-	listed := map[string]bool{}
-	for _, h := range have {
-		listed[h.ID] = true
-	}
-	var todo []string
-	for _, c := range convs {
-		if !listed[lists[c.ID].headID()] {
-			todo = append(todo, c.ID)
-		}
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-	cur, err = s.messages.Find(ctx, bson.M{"conversationId": bson.M{"$in": todo}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, "conversationId": 1}).SetBatchSize(bigBatch))
-	if err != nil {
-		return err
-	}
-	var msgs []struct {
-		ID             string `bson:"_id"`
-		ConversationID string `bson:"conversationId"`
-	}
-	if err := cur.All(ctx, &msgs); err != nil {
-		return err
-	}
-	ids := map[string][]string{}
-	for _, m := range msgs {
-		ids[m.ConversationID] = append(ids[m.ConversationID], m.ID)
-	}
-	for _, c := range todo {
-		if err := lists[c].write(ctx, ids[c]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.listMissing(ctx, owners, func(c string) list { return s.messageList(project[c], known.ConversationID(c)) },
+		s.messages, "conversationId")
 }
 
 // migrateIdentities gives every user written before identities had provenance its list of
