@@ -208,7 +208,7 @@ func (s *Store) indexIDs(ctx context.Context) error {
 			}
 		}
 	}
-	return s.files.IndexIDs(ctx)
+	return s.files.IndexIDs(ctx, s.db.Name())
 }
 
 // isNamespaceExists reports a createCollection of a collection that exists (code 48).

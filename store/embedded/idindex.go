@@ -24,13 +24,20 @@ import (
 // idIndexSuffix ends the name of the index IndexIDs adds to a table.
 const idIndexSuffix = "_known_id"
 
-// IndexIDs gives every collection of every database in the server's directory the _id index
-// FerretDB's lookups by _id can use. It is idempotent; call it after collections are created
-// (a collection created later has no such index until the next call).
-func (s *Server) IndexIDs(ctx context.Context) error { return IndexIDs(ctx, s.dir) }
+// IndexIDs gives every collection of database db the _id index FerretDB's lookups by _id can
+// use. It is idempotent; call it after collections are created (a collection created later has
+// no such index until the next call). Only db's file is opened: another database of the server
+// may be dropped meanwhile (tests), its file deleted under a reader.
+func (s *Server) IndexIDs(ctx context.Context, db string) error {
+	f := filepath.Join(s.dir, db+".sqlite")
+	if err := indexFile(ctx, f); err != nil {
+		return fmt.Errorf("embedded store: indexing _id in %s: %w", filepath.Base(f), err)
+	}
+	return nil
+}
 
-// IndexIDs is Server.IndexIDs for the SQLite files of dir, for a FerretDB run by another
-// process on them.
+// IndexIDs is Server.IndexIDs for every database in dir, for a FerretDB run by another process
+// on them (the benchmark's), whose databases are not dropped meanwhile.
 func IndexIDs(ctx context.Context, dir string) error {
 	files, err := filepath.Glob(filepath.Join(dir, "*.sqlite"))
 	if err != nil {

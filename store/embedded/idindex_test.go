@@ -45,7 +45,7 @@ func TestIndexIDs(t *testing.T) {
 		t.Fatalf("before IndexIDs: tables whose _id lookup scans = %v; want both collections' (FerretDB's own index does not serve it)", before)
 	}
 	for range 2 {
-		if err := srv.IndexIDs(ctx); err != nil {
+		if err := srv.IndexIDs(ctx, "idx"); err != nil {
 			t.Fatalf("IndexIDs: %v", err)
 		}
 	}

@@ -48,7 +48,7 @@ func main() {
 			s.Stop()
 			return
 		case <-tick.C:
-			if err := s.IndexIDs(context.Background()); err != nil {
+			if err := embedded.IndexIDs(context.Background(), *dir); err != nil {
 				log.Warn().Err(err).Msg("indexing _id")
 			}
 		}
