@@ -40,7 +40,7 @@ type sized struct {
 	at time.Time
 }
 
-// of returns how many documents coll holds, as counted at most sizesTTL ago.
+// sizeOf returns how many documents coll holds, as counted at most sizesTTL ago.
 func (s *Store) sizeOf(ctx context.Context, coll *mongo.Collection) (int64, error) {
 	z := s.sizes
 	z.mu.Lock()

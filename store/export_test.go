@@ -7,9 +7,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
-// SkipConversationPosition takes the next position of project p's conversation list and
+// LeaveConversationGap takes the next position of project p's conversation list and
 // sets nothing there, as a process that stops between the two writes of an append would.
-func (s *Store) SkipConversationPosition(ctx context.Context, p known.ProjectID) error {
+func (s *Store) LeaveConversationGap(ctx context.Context, p known.ProjectID) error {
 	l := s.conversationList(p)
 	defer s.serial.lock(s.lists(), l.headID())()
 	return upsertByID(ctx, s.lists(), l.headID(), bson.M{"$inc": bson.M{"n": int64(1)}}, nil)

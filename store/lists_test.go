@@ -142,7 +142,7 @@ func TestConversationListSkipsGapsAndDeleted(t *testing.T) {
 	var kept []known.ConversationID
 	for i := range 60 {
 		if i%4 == 1 {
-			if err := st.SkipConversationPosition(ctx, "p"); err != nil {
+			if err := st.LeaveConversationGap(ctx, "p"); err != nil {
 				t.Fatal(err)
 			}
 		}
