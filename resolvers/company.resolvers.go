@@ -78,7 +78,20 @@ func (r *queryResolver) Company(ctx context.Context, id string) (*known.Company,
 
 // Companies is the resolver for the companies field.
 func (r *queryResolver) Companies(ctx context.Context, first *int, after *string) (*model.CompanyConnection, error) {
-	page, err := pageArgs(first, after)
+	// From the project's list, unless after is a cursor by id of before the list, which the
+	// query by id still serves.
+	page, byPosition, err := positionPageArgs(companyList, first, after)
+	if err != nil {
+		return nil, err
+	}
+	if byPosition {
+		cs, next, more, err := r.Service.ProjectCompanies(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		return positionCompanyConnection(cs, next, more), nil
+	}
+	page, err = pageArgs(first, after)
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,24 @@ func (r *conversationResolver) VisitorID(ctx context.Context, obj *known.Convers
 
 // Messages is the resolver for the messages field.
 func (r *conversationResolver) Messages(ctx context.Context, obj *known.Conversation, first *int, after *string) (*model.MessageConnection, error) {
-	page, err := pageArgs(first, after)
+	// From the conversation's list, unless after is a cursor by id (of before the list, or of
+	// the first page of one, which the conversation itself holds), which the query by id
+	// still serves.
+	page, byPosition, err := positionPageArgs(messageList, first, after)
+	if err != nil {
+		return nil, err
+	}
+	if byPosition {
+		ms, next, more, err := r.Service.ConversationMessages(ctx, obj, page)
+		if err != nil {
+			return nil, err
+		}
+		if next == nil {
+			return messageConnection(ms, more), nil
+		}
+		return positionMessageConnection(ms, next, more), nil
+	}
+	page, err = pageArgs(first, after)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +91,7 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 	if filter == nil || *filter == (model.ConversationFilter{}) {
 		// All of them: from the project's list, unless after is a cursor by id of before the
 		// list, which the query by id still serves.
-		page, byPosition, err := positionPageArgs(first, after)
+		page, byPosition, err := positionPageArgs(conversationList, first, after)
 		if err != nil {
 			return nil, err
 		}

@@ -38,7 +38,20 @@ func (r *queryResolver) Organization(ctx context.Context, id string) (*known.Org
 
 // Organizations is the resolver for the organizations field.
 func (r *queryResolver) Organizations(ctx context.Context, first *int, after *string) (*model.OrganizationConnection, error) {
-	page, err := pageArgs(first, after)
+	// From the project's list, unless after is a cursor by id of before the list, which the
+	// query by id still serves.
+	page, byPosition, err := positionPageArgs(organizationList, first, after)
+	if err != nil {
+		return nil, err
+	}
+	if byPosition {
+		os, next, more, err := r.Service.ProjectOrganizations(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		return positionOrganizationConnection(os, next, more), nil
+	}
+	page, err = pageArgs(first, after)
 	if err != nil {
 		return nil, err
 	}

@@ -10,11 +10,27 @@ import (
 )
 
 // A cursor is base64url of a prefix and what it names: "c1:" an item's document id (lists the
-// store queries in _id order), "c2:" an item's place in a list the store keeps
-// (store/lists.go; the project's conversations).
+// store queries in _id order); "c2:" an item's place in the project's list of conversations
+// (store/lists.go); "c3:" the name of another list the store keeps, ":", and an item's place
+// in it (the project's users, companies and organizations, a conversation's messages). A place names its list, so that
+// a cursor of one list given to another is refused rather than read as a place in it.
+// (Conversations' cursors came first, without the list's name, and are kept as they are.)
 const (
 	cursorPrefix   = "c1:"
 	positionPrefix = "c2:"
+	listPrefix     = "c3:"
+)
+
+// keptList names a list the store keeps, in the cursors of its items.
+type keptList string
+
+// The lists the store keeps of each project.
+const (
+	conversationList keptList = "conversations"
+	userList         keptList = "users"
+	companyList      keptList = "companies"
+	organizationList keptList = "organizations"
+	messageList      keptList = "messages"
 )
 
 // encodeCursor makes the opaque cursor of a list item from its document id.
@@ -22,10 +38,13 @@ func encodeCursor(id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
 }
 
-// encodePosition makes the opaque cursor of an item of a kept list from the page.After the
+// encodePosition makes the opaque cursor of an item of kept list l from the page.After the
 // store gave for it.
-func encodePosition(after string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(positionPrefix + after))
+func encodePosition(l keptList, after string) string {
+	if l == conversationList {
+		return base64.RawURLEncoding.EncodeToString([]byte(positionPrefix + after))
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(listPrefix + string(l) + ":" + after))
 }
 
 // badCursor is the error for an after that is not a cursor of the list it is given to.
@@ -40,7 +59,7 @@ func decodeCursor(after string) (prefix, value string, ok bool) {
 	if err != nil {
 		return "", "", false
 	}
-	for _, p := range []string{cursorPrefix, positionPrefix} {
+	for _, p := range []string{cursorPrefix, positionPrefix, listPrefix} {
 		if v, found := strings.CutPrefix(string(raw), p); found && v != "" {
 			return p, v, true
 		}
@@ -65,20 +84,32 @@ func pageArgs(first *int, after *string) (known.Page, error) {
 	return p, nil
 }
 
-// positionPageArgs is pageArgs for a list the store keeps: byPosition is false when after is
-// a cursor by document id (made before the store kept the list), which the caller may serve
-// by the query it replaced.
-func positionPageArgs(first *int, after *string) (page known.Page, byPosition bool, err error) {
+// positionPageArgs is pageArgs for list l, which the store keeps: byPosition is false when
+// after is a cursor by document id (made before the store kept the list), which the caller may
+// serve by the query it replaced. A place in another list is BAD_USER_INPUT.
+func positionPageArgs(l keptList, first *int, after *string) (page known.Page, byPosition bool, err error) {
 	page, _ = pageArgs(first, nil) // without a cursor it cannot fail
 	if after == nil || *after == "" {
 		return page, true, nil
 	}
 	prefix, v, ok := decodeCursor(*after)
-	if !ok {
+	switch {
+	case !ok:
 		return page, false, badCursor()
+	case prefix == cursorPrefix:
+		page.After = v
+		return page, false, nil
+	case prefix == positionPrefix && l == conversationList:
+		page.After = v
+		return page, true, nil
+	case prefix == listPrefix:
+		name, pos, found := strings.Cut(v, ":")
+		if found && keptList(name) == l && pos != "" && l != conversationList {
+			page.After = pos
+			return page, true, nil
+		}
 	}
-	page.After = v
-	return page, prefix == positionPrefix, nil
+	return page, false, badCursor()
 }
 
 // connect builds the edges and page info of one page of nodes, with cursors by id.
@@ -169,17 +200,58 @@ func conversationConnection(cs []*known.Conversation, more bool) *model.Conversa
 	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
 }
 
+// positionConnect is connectCursors for a page of list l, which the store keeps: after[i] is
+// the store's page.After for nodes[i].
+func positionConnect[N any, E any](l keptList, nodes []N, after []string, more bool, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
+	cursors := make([]string, len(after))
+	for i, a := range after {
+		cursors[i] = encodePosition(l, a)
+	}
+	return connectCursors(nodes, cursors, more, edge)
+}
+
 // positionConversationConnection is conversationConnection for a page of a list the store
 // keeps: after[i] is the store's page.After for cs[i].
 func positionConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
-	cursors := make([]string, len(after))
-	for i, a := range after {
-		cursors[i] = encodePosition(a)
-	}
-	edges, info := connectCursors(cs, cursors, more, func(cur string, c *known.Conversation) *model.ConversationEdge {
+	edges, info := positionConnect(conversationList, cs, after, more, func(cur string, c *known.Conversation) *model.ConversationEdge {
 		return &model.ConversationEdge{Cursor: cur, Node: c}
 	})
 	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+// positionUserConnection is userConnection for a page of the project's list of users.
+func positionUserConnection(us []*known.User, after []string, more bool) *model.UserConnection {
+	edges, info := positionConnect(userList, us, after, more, func(cur string, u *known.User) *model.UserEdge {
+		return &model.UserEdge{Cursor: cur, Node: u}
+	})
+	return &model.UserConnection{Edges: edges, Nodes: us, PageInfo: info}
+}
+
+// positionCompanyConnection is companyConnection for a page of the project's list of
+// companies.
+func positionCompanyConnection(cs []*known.Company, after []string, more bool) *model.CompanyConnection {
+	edges, info := positionConnect(companyList, cs, after, more, func(cur string, c *known.Company) *model.CompanyEdge {
+		return &model.CompanyEdge{Cursor: cur, Node: c}
+	})
+	return &model.CompanyConnection{Edges: edges, Nodes: cs, PageInfo: info}
+}
+
+// positionOrganizationConnection is organizationConnection for a page of the project's list
+// of organizations.
+func positionOrganizationConnection(os []*known.Organization, after []string, more bool) *model.OrganizationConnection {
+	edges, info := positionConnect(organizationList, os, after, more, func(cur string, o *known.Organization) *model.OrganizationEdge {
+		return &model.OrganizationEdge{Cursor: cur, Node: o}
+	})
+	return &model.OrganizationConnection{Edges: edges, Nodes: os, PageInfo: info}
+}
+
+// positionMessageConnection is messageConnection for a page of a conversation's list of
+// messages.
+func positionMessageConnection(ms []*known.Message, after []string, more bool) *model.MessageConnection {
+	edges, info := positionConnect(messageList, ms, after, more, func(cur string, m *known.Message) *model.MessageEdge {
+		return &model.MessageEdge{Cursor: cur, Node: m}
+	})
+	return &model.MessageConnection{Edges: edges, Nodes: ms, PageInfo: info}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {

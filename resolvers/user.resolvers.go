@@ -63,6 +63,22 @@ func (r *queryResolver) User(ctx context.Context, id string) (*known.User, error
 
 // Users is the resolver for the users field.
 func (r *queryResolver) Users(ctx context.Context, first *int, after *string, filter *model.UserFilter) (*model.UserConnection, error) {
+	if filter == nil || *filter == (model.UserFilter{}) {
+		// All of them: from the project's list, unless after is a cursor by id of before the
+		// list, which the query by id still serves.
+		page, byPosition, err := positionPageArgs(userList, first, after)
+		if err != nil {
+			return nil, err
+		}
+		if byPosition {
+			us, next, more, err := r.Service.ProjectUsers(ctx, page)
+			if err != nil {
+				return nil, err
+			}
+			r.preloadUsers(ctx, us)
+			return positionUserConnection(us, next, more), nil
+		}
+	}
 	page, err := pageArgs(first, after)
 	if err != nil {
 		return nil, err

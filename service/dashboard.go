@@ -82,31 +82,65 @@ func (s *Service) UserConversations(ctx context.Context, u *known.User, page kno
 }
 
 // Messages lists a conversation's messages, for the dashboard or for a widget session that
-// may read the conversation (UNAUTHENTICATED for any other caller).
+// may read the conversation (UNAUTHENTICATED for any other caller), by a query of the
+// collection: for cursors by id (ConversationMessages reads the conversation's list).
 func (s *Service) Messages(ctx context.Context, c *known.Conversation, page known.Page) ([]*known.Message, bool, error) {
-	if err := checkPage(page); err != nil {
+	if err := s.mayReadMessages(ctx, c, page); err != nil {
 		return nil, false, err
+	}
+	if ms, more, ok := firstOfOne(c, page); ok {
+		return ms, more, nil
+	}
+	return s.store.Messages(ctx, c.ID, page)
+}
+
+// ConversationMessages is Messages from the conversation's list of its messages, each with
+// the page.After that continues after it: a page costs what its messages cost, however many
+// the conversation holds. after is nil when the page came from the conversation itself (the
+// first page of one, as an inbox row shows it): its items continue by id (Messages). A
+// page.After that is not such a value is BAD_USER_INPUT (field after).
+func (s *Service) ConversationMessages(ctx context.Context, c *known.Conversation, page known.Page) (ms []*known.Message, after []string, more bool, err error) {
+	if err := s.mayReadMessages(ctx, c, page); err != nil {
+		return nil, nil, false, err
+	}
+	if ms, more, ok := firstOfOne(c, page); ok {
+		return ms, nil, more, nil
+	}
+	return s.store.ConversationMessages(ctx, c, page)
+}
+
+// mayReadMessages checks page, and that the caller may read conversation c's messages: the
+// dashboard of its project, or a widget session that may read it.
+func (s *Service) mayReadMessages(ctx context.Context, c *known.Conversation, page known.Page) error {
+	if err := checkPage(page); err != nil {
+		return err
 	}
 	if p, err := known.ProjectFromContext(ctx); err != nil || p != c.ProjectID {
 		wc, werr := s.widget(ctx, nil, true)
 		if werr != nil {
-			return nil, false, werr
+			return werr
 		}
 		if !identity.MayRead(wc.session, c) {
-			return nil, false, known.Errorf(known.NotFound, "conversation not found")
+			return known.Errorf(known.NotFound, "conversation not found")
 		}
 		if err := s.mayActFor(ctx, wc.session); err != nil {
-			return nil, false, err
+			return err
 		}
 	}
-	if page.First == 1 && page.After == "" && c.MessageCount >= 0 {
-		// The first page of one, as an inbox row shows it: the conversation holds it already.
-		if c.Last == nil {
-			return []*known.Message{}, false, nil
-		}
-		return []*known.Message{c.Last}, c.MessageCount > 1, nil
+	return nil
+}
+
+// firstOfOne serves the first page of one message, as an inbox row shows it, from the
+// conversation, which holds it already (ok false for any other page, or a conversation of an
+// earlier version that has not counted its messages).
+func firstOfOne(c *known.Conversation, page known.Page) (ms []*known.Message, more, ok bool) {
+	if page.First != 1 || page.After != "" || c.MessageCount < 0 {
+		return nil, false, false
 	}
-	return s.store.Messages(ctx, c.ID, page)
+	if c.Last == nil {
+		return []*known.Message{}, false, true
+	}
+	return []*known.Message{c.Last}, c.MessageCount > 1, true
 }
 
 // ReplyToConversation adds an agent's message. User error NOT_FOUND for a conversation of no
@@ -140,13 +174,24 @@ func (s *Service) Organization(ctx context.Context, id known.OrganizationID) (*k
 	return s.store.Organization(ctx, p, id)
 }
 
-// Organizations lists the project's organizations.
+// Organizations lists the project's organizations by a query of the collection, newest first
+// by id: for cursors by id made before the project kept its list (ProjectOrganizations).
 func (s *Service) Organizations(ctx context.Context, page known.Page) ([]*known.Organization, bool, error) {
 	p, err := listing(ctx, page)
 	if err != nil {
 		return nil, false, err
 	}
 	return s.store.Organizations(ctx, p, page)
+}
+
+// ProjectOrganizations lists all of the project's organizations from the project's list, as
+// ProjectUsers lists its users.
+func (s *Service) ProjectOrganizations(ctx context.Context, page known.Page) (os []*known.Organization, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.ProjectOrganizations(ctx, p, page)
 }
 
 // Company returns one of the project's companies.
@@ -158,13 +203,24 @@ func (s *Service) Company(ctx context.Context, id known.CompanyID) (*known.Compa
 	return s.store.Company(ctx, p, id)
 }
 
-// Companies lists the project's companies.
+// Companies lists the project's companies by a query of the collection, newest first by id:
+// for cursors by id made before the project kept its list (ProjectCompanies).
 func (s *Service) Companies(ctx context.Context, page known.Page) ([]*known.Company, bool, error) {
 	p, err := listing(ctx, page)
 	if err != nil {
 		return nil, false, err
 	}
 	return s.store.Companies(ctx, p, page)
+}
+
+// ProjectCompanies lists all of the project's companies from the project's list, as
+// ProjectUsers lists its users.
+func (s *Service) ProjectCompanies(ctx context.Context, page known.Page) (cs []*known.Company, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.ProjectCompanies(ctx, p, page)
 }
 
 // ActiveCompany returns a user's active company, or nil.

@@ -117,7 +117,8 @@ type UserFilter struct {
 	Verified    *bool
 }
 
-// Users lists the caller's project's users, newest first. BAD_USER_INPUT for a bad page or filter.
+// Users lists the caller's project's users that f selects, newest first by id (ProjectUsers
+// lists all of them at a constant cost per page). BAD_USER_INPUT for a bad page or filter.
 func (s *Service) Users(ctx context.Context, f UserFilter, page known.Page) ([]*known.User, bool, error) {
 	p, err := known.ProjectFromContext(ctx)
 	if err != nil {
@@ -139,6 +140,18 @@ func (s *Service) Users(ctx context.Context, f UserFilter, page known.Page) ([]*
 		return nil, false, err
 	}
 	return s.store.Users(ctx, p, sf, page)
+}
+
+// ProjectUsers lists all of the caller's project's users (no filter), newest first, from the
+// project's list, each with the page.After that continues after it: a page costs what its users
+// cost, however many the project holds. BAD_USER_INPUT for a bad page, or a page.After that is
+// not such a value (field after).
+func (s *Service) ProjectUsers(ctx context.Context, page known.Page) (us []*known.User, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.ProjectUsers(ctx, p, page)
 }
 
 // badInput turns validation errors of a query's arguments into one BAD_USER_INPUT error:

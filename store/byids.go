@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -66,6 +67,14 @@ func (s *Store) sizeOf(ctx context.Context, coll *mongo.Collection) (int64, erro
 // no particular order: one find by _id for one id; for more, one $in query on MongoDB and on a
 // small embedded collection, else one find by _id per distinct id.
 func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string, out any) error {
+	return s.byIDsWhere(ctx, coll, ids, nil, out)
+}
+
+// byIDsWhere is byIDs whose one query also names the conditions of also (all of which the
+// documents meet): the shard key of a collection not sharded by _id (a conversation's
+// messages), so that MongoDB sends it to one shard. The finds by _id name nothing else: the
+// embedded store serves only {_id: x} from an index.
+func (s *Store) byIDsWhere(ctx context.Context, coll *mongo.Collection, ids []string, also bson.M, out any) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -83,7 +92,11 @@ func (s *Store) byIDs(ctx context.Context, coll *mongo.Collection, ids []string,
 			return s.eachByID(ctx, coll, distinct, out)
 		}
 	}
-	cur, err := coll.Find(ctx, bson.M{"_id": bson.M{"$in": ids}}, options.Find().SetBatchSize(bigBatch))
+	filter := bson.D{{Key: "_id", Value: bson.M{"$in": ids}}}
+	for _, k := range slices.Sorted(maps.Keys(also)) {
+		filter = append(filter, bson.E{Key: k, Value: also[k]})
+	}
+	cur, err := coll.Find(ctx, filter, options.Find().SetBatchSize(bigBatch))
 	if err != nil {
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}

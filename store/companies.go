@@ -67,23 +67,44 @@ func nonNilMap(m map[string]any) map[string]any {
 }
 
 // upsertByID applies update to the document id of coll (made with ext as its externalId when
-// it does not exist yet) and decodes it into out.
+// it does not exist yet) and decodes it into out. A document it makes is appended to the
+// project's list of coll's documents (lists.go).
 func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id, ext string, now time.Time, update bson.M, out any) error {
-	defer s.serial.lock(coll, id)()
-	err := s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
-	if mongo.IsDuplicateKeyError(err) {
-		// Two upserts of one new document both inserted; the loser now finds it.
-		err = s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
-	}
+	inserted, err := func() (bool, error) {
+		defer s.serial.lock(coll, id)()
+		inserted, err := s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
+		if mongo.IsDuplicateKeyError(err) {
+			// Two upserts of one new document both inserted; the loser now finds it.
+			inserted, err = s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
+		}
+		return inserted, err
+	}()
 	if err != nil {
 		return fmt.Errorf("store: writing %s: %w", coll.Name(), err)
 	}
-	return nil
+	return s.listNew(ctx, coll, p, id, inserted)
 }
 
-// upsertByIDLocked is upsertByID's write, with the caller's filter and turn.
-func (s *Store) upsertByIDLocked(ctx context.Context, coll *mongo.Collection, p known.ProjectID, filter bson.M, ext string, now time.Time, update bson.M, out any) error {
-	setOnInsert := bson.M{"projectId": string(p), "externalId": ext, "createdAt": now}
+// listNew appends document id of coll to project p's list of them when this call made it
+// (inserted): after the write, so that the list never names a document that is not there.
+// Should the append fail, the document exists but is missing from the project's list; the
+// error says the call did not complete.
+func (s *Store) listNew(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id string, inserted bool) error {
+	if !inserted {
+		return nil
+	}
+	_, err := s.projectList(p, coll.Name()).append(ctx, id)
+	return err
+}
+
+// upsertByIDLocked is upsertByID's write, with the caller's filter and turn. It reports
+// whether the write made the document: the document's insertedBy is set on insert to a value
+// of this call's own, so that of two upserts of one new document (two instances on MongoDB)
+// only the one whose insert landed says so, and an update of a document made before this
+// field was written (none) never does.
+func (s *Store) upsertByIDLocked(ctx context.Context, coll *mongo.Collection, p known.ProjectID, filter bson.M, ext string, now time.Time, update bson.M, out any) (bool, error) {
+	token := NewID()
+	setOnInsert := bson.M{"projectId": string(p), "externalId": ext, "createdAt": now, "insertedBy": token}
 	set, _ := update["$set"].(bson.M)
 	if set == nil {
 		set = bson.M{}
@@ -96,7 +117,15 @@ func (s *Store) upsertByIDLocked(ctx context.Context, coll *mongo.Collection, p 
 	update["$setOnInsert"] = setOnInsert
 	update["$inc"] = bson.M{"rev": 1}
 	opts := options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)
-	return coll.FindOneAndUpdate(ctx, filter, update, opts).Decode(out)
+	raw, err := coll.FindOneAndUpdate(ctx, filter, update, opts).Raw()
+	if err != nil {
+		return false, err
+	}
+	if err := bson.Unmarshal(raw, out); err != nil {
+		return false, err
+	}
+	by, ok := raw.Lookup("insertedBy").StringValueOK()
+	return ok && by == token, nil
 }
 
 // TooManyKeysError says that a write would leave a document's metadata with Keys keys, more
@@ -112,6 +141,7 @@ func (e *TooManyKeysError) Error() string {
 // at most limit keys after any number of concurrent writes (*TooManyKeysError otherwise).
 func (s *Store) upsertCompanyChecked(ctx context.Context, p known.ProjectID, id, ext string, now time.Time, update bson.M, meta map[string]any, limit int, out *companyDoc) error {
 	for attempt := 0; ; attempt++ {
+		var inserted bool
 		err := func() error {
 			defer s.serial.lock(s.companies, id)()
 			var cur companyDoc
@@ -139,7 +169,9 @@ func (s *Store) upsertCompanyChecked(ctx context.Context, p known.ProjectID, id,
 			if n > limit {
 				return &TooManyKeysError{Keys: n, Limit: limit}
 			}
-			return s.upsertByIDLocked(ctx, s.companies, p, filter, ext, now, update, out)
+			var err error
+			inserted, err = s.upsertByIDLocked(ctx, s.companies, p, filter, ext, now, update, out)
+			return err
 		}()
 		if !mongo.IsDuplicateKeyError(err) || attempt >= 50 {
 			if err != nil {
@@ -149,7 +181,7 @@ func (s *Store) upsertCompanyChecked(ctx context.Context, p known.ProjectID, id,
 				}
 				return fmt.Errorf("store: writing companies: %w", err)
 			}
-			return nil
+			return s.listNew(ctx, s.companies, p, id, inserted)
 		}
 		// Another write came in between (the filter missed, so the upsert tried to insert).
 	}
@@ -339,14 +371,33 @@ func singular(collection string) string {
 	return collection[:len(collection)-1]
 }
 
-// Companies returns a page of project p's companies, newest first.
+// ProjectCompanies returns a page of project p's companies, newest first, from the project's
+// list (lists.go): a few reads by _id and one read of the page's companies, however many the
+// project or the store holds. after[i] is the page.After that continues after cs[i];
+// page.After is "" or such a value, anything else is BAD_USER_INPUT (field after).
+func (s *Store) ProjectCompanies(ctx context.Context, p known.ProjectID, page known.Page) (cs []*known.Company, after []string, more bool, err error) {
+	return pageProjectList(ctx, s, p, s.companies, page,
+		func(d *companyDoc) (string, string) { return d.ID, d.ProjectID }, (*companyDoc).company)
+}
+
+// ProjectOrganizations is ProjectCompanies for the project's organizations.
+func (s *Store) ProjectOrganizations(ctx context.Context, p known.ProjectID, page known.Page) (os []*known.Organization, after []string, more bool, err error) {
+	return pageProjectList(ctx, s, p, s.organizations, page,
+		func(d *organizationDoc) (string, string) { return d.ID, d.ProjectID }, (*organizationDoc).organization)
+}
+
+// Companies returns a page of project p's companies, newest first by id: a query of the
+// collection, which the embedded store answers by reading all of it (ProjectCompanies reads
+// the project's list; this serves cursors by id made before it).
 func (s *Store) Companies(ctx context.Context, p known.ProjectID, page known.Page) ([]*known.Company, bool, error) {
 	var docs []companyDoc
 	more, err := s.page(ctx, s.companies, bson.M{"projectId": string(p)}, page, &docs)
 	return mapDocs(docs, (*companyDoc).company), more, err
 }
 
-// Organizations returns a page of project p's organizations, newest first.
+// Organizations returns a page of project p's organizations, newest first by id: a query of
+// the collection (ProjectOrganizations reads the project's list; this serves cursors by id
+// made before it).
 func (s *Store) Organizations(ctx context.Context, p known.ProjectID, page known.Page) ([]*known.Organization, bool, error) {
 	var docs []organizationDoc
 	more, err := s.page(ctx, s.organizations, bson.M{"projectId": string(p)}, page, &docs)

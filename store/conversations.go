@@ -77,13 +77,13 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 
 // conversationList is project p's list of its conversations, in the order they started
 // (lists.go).
-func (s *Store) conversationList(p known.ProjectID) list {
-	return list{s: s, key: projectListPrefix(p) + "conversations"}
-}
+func (s *Store) conversationList(p known.ProjectID) list { return s.projectList(p, listConversations) }
 
-// projectListPrefix begins the key of every list of project p: DeleteProject deletes them by
-// it. Project ids hold no "|".
-func projectListPrefix(p known.ProjectID) string { return string(p) + "|" }
+// messageList is the list of conversation c's messages, in the order they were added
+// (lists.go): one of its project's lists, so that DeleteProject deletes it with them.
+func (s *Store) messageList(p known.ProjectID, c known.ConversationID) list {
+	return s.projectList(p, listMessages+string(c))
+}
 
 // moveConversation gives conversation id of user from to user into, with its
 // conversation.moved event, in one write; a conversation no longer of from stays.
@@ -129,6 +129,13 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	}
 	if _, err := s.messages.InsertOne(ctx, d); err != nil {
 		return fmt.Errorf("store: adding message: %w", err)
+	}
+	// Listed after the insert, so that the list never names a message that is not there.
+	// Should this fail, the message exists but is missing from the conversation's list
+	// (ConversationMessages); the error says the call did not complete.
+	if _, err := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID); err != nil {
+		s.publish(ctx, s.messages, d.ID, evs)
+		return err
 	}
 	d.Pending, d.PendingCount = nil, 0
 	defer s.publish(ctx, s.messages, d.ID, evs)
@@ -273,22 +280,24 @@ func (s *Store) Conversations(ctx context.Context, p known.ProjectID, f Conversa
 // BAD_USER_INPUT (field after). A conversation deleted since it was listed is skipped. The
 // filtered lists (Conversations) query the collection instead: they are kept in no list.
 func (s *Store) ProjectConversations(ctx context.Context, p known.ProjectID, page known.Page) (cs []*known.Conversation, after []string, more bool, err error) {
-	return pageList(ctx, s.conversationList(p), page, func(ctx context.Context, ids []string) (map[string]*known.Conversation, error) {
-		var docs []conversationDoc
-		if err := s.byIDs(ctx, s.conversations, ids, &docs); err != nil {
-			return nil, err
-		}
-		out := make(map[string]*known.Conversation, len(docs))
-		for i := range docs {
-			if docs[i].ProjectID == string(p) {
-				out[docs[i].ID] = docs[i].conversation()
-			}
-		}
-		return out, nil
-	})
+	return pageProjectList(ctx, s, p, s.conversations, page,
+		func(d *conversationDoc) (string, string) { return d.ID, d.ProjectID }, (*conversationDoc).conversation)
 }
 
-// Messages returns a page of a conversation's messages, newest first.
+// ConversationMessages returns a page of conversation c's messages, newest first, from its
+// list (lists.go): a few reads by _id and one read of the page's messages, however many
+// messages the conversation or the store holds. after[i] is the page.After that continues
+// after ms[i]; page.After is "" or such a value, anything else is BAD_USER_INPUT (field
+// after).
+func (s *Store) ConversationMessages(ctx context.Context, c *known.Conversation, page known.Page) (ms []*known.Message, after []string, more bool, err error) {
+	// The messages' shard key (README, Sharding) goes with their ids.
+	return pageDocs(ctx, s.messageList(c.ProjectID, c.ID), c.ProjectID, s.messages, bson.M{"conversationId": string(c.ID)}, page,
+		func(d *messageDoc) (string, string) { return d.ID, d.ProjectID }, (*messageDoc).message)
+}
+
+// Messages returns a page of a conversation's messages, newest first by id: a query of the
+// collection (ConversationMessages reads the conversation's list; this serves cursors by id,
+// which the first page of one message and earlier versions gave).
 func (s *Store) Messages(ctx context.Context, c known.ConversationID, page known.Page) ([]*known.Message, bool, error) {
 	var docs []messageDoc
 	more, err := s.page(ctx, s.messages, bson.M{"conversationId": string(c)}, page, &docs)

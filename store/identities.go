@@ -275,6 +275,18 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 	}
 	evs := userEvents(nil, u, visitor, nil, now)
 	d.Pending, d.PendingCount = pendingMap(evs), len(evs)
+	// The user's place in the project's list is taken first, so that the document names it
+	// (userDoc.Listed), and named after the insert, so that the list never names a user that
+	// is not there. An insert that fails (a concurrent first write of one visitor) leaves
+	// the position empty, which readers skip. Should the last write fail, the user exists but
+	// is missing from the project's unfiltered list (ProjectUsers); the error says the call
+	// did not complete.
+	l := s.projectList(u.ProjectID, listUsers)
+	pos, err := l.reserve(ctx)
+	if err != nil {
+		return err
+	}
+	d.Listed = pos
 	if _, err := s.users.InsertOne(ctx, d); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return known.Errorf(known.AlreadyExists, "user %s exists", u.ID)
@@ -282,7 +294,7 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 		return fmt.Errorf("store: creating user: %w", err)
 	}
 	s.publish(ctx, s.users, d.ID, evs)
-	return nil
+	return l.set(ctx, pos, d.ID)
 }
 
 // UsersByIDsEach reads users by id, one find by _id each, sent together; missing ones (and

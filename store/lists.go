@@ -66,9 +66,19 @@ type listEntry struct {
 }
 
 // append adds item id at the end of the list and returns its position: two updates by _id,
-// whatever the list's length. Each takes its document's turn (serial.go): FerretDB would lose
-// one of two concurrent $inc of the head.
+// whatever the list's length (reserve, then set).
 func (l list) append(ctx context.Context, id string) (int64, error) {
+	pos, err := l.reserve(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return pos, l.set(ctx, pos, id)
+}
+
+// reserve takes the next position of the list, and sets nothing there yet: readers skip it
+// until set names its item. In the head's turn (serial.go): FerretDB would lose one of two
+// concurrent $inc of the head.
+func (l list) reserve(ctx context.Context) (int64, error) {
 	var h listHead
 	err := func() error {
 		defer l.s.serial.lock(l.s.lists(), l.headID())()
@@ -77,15 +87,21 @@ func (l list) append(ctx context.Context, id string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: appending to list %s: %w", l.key, err)
 	}
-	bucket := l.bucketID(bucketOf(h.N))
-	err = func() error {
+	return h.N, nil
+}
+
+// set names item id at position pos, which reserve gave out: one update of its bucket by _id,
+// in the bucket's turn.
+func (l list) set(ctx context.Context, pos int64, id string) error {
+	bucket := l.bucketID(bucketOf(pos))
+	err := func() error {
 		defer l.s.serial.lock(l.s.lists(), bucket)()
-		return upsertByID(ctx, l.s.lists(), bucket, bson.M{"$set": bson.M{"e." + strconv.FormatInt(h.N, 10): id}}, nil)
+		return upsertByID(ctx, l.s.lists(), bucket, bson.M{"$set": bson.M{"e." + strconv.FormatInt(pos, 10): id}}, nil)
 	}()
 	if err != nil {
-		return 0, fmt.Errorf("store: appending to list %s: %w", l.key, err)
+		return fmt.Errorf("store: appending to list %s: %w", l.key, err)
 	}
-	return h.N, nil
+	return nil
 }
 
 // upsertByID applies update to the document with this _id, creating it if there is none,
@@ -172,6 +188,12 @@ func (r *listReader) fill(ctx context.Context) error {
 	return nil
 }
 
+// listedAt is implemented by items that know the position their document was listed at (0
+// when unknown: listed by the migration, or by a version before this was kept). pageList
+// skips such an item at any other position, so that an id listed twice, which happens when a
+// document with a derived id (an anonymous user's) is deleted and made again, shows once.
+type listedAt interface{ listedAt() int64 }
+
 // pageList returns page of list l, newest first: the items that find finds for the listed
 // ids (a map by id; ids it leaves out are skipped), each with the value of page.After that
 // continues after it, and whether more follow. page.After is "" (from the newest) or such a
@@ -213,7 +235,13 @@ func pageList[T any](ctx context.Context, l list, page known.Page, find func(ctx
 			return nil, nil, false, err
 		}
 		for _, e := range es {
-			if it, ok := found[e.id]; ok {
+			it, ok := found[e.id]
+			if a, listed := any(it).(listedAt); ok && listed && a.listedAt() != 0 && a.listedAt() != e.pos {
+				// An id listed again since (a document deleted and made anew under the same
+				// id): only its newest position names it.
+				ok = false
+			}
+			if ok {
 				items = append(items, it)
 				afters = append(afters, strconv.FormatInt(e.pos, 10))
 			}
@@ -226,29 +254,34 @@ func pageList[T any](ctx context.Context, l list, page known.Page, find func(ctx
 	return items, afters, more, nil
 }
 
-// write sets the list to ids, at positions 1…len(ids): each bucket replaced whole (so that a
-// repeated write leaves nothing of an earlier one), then the head last. For the migration:
-// the list must not be appended to meanwhile.
-func (l list) write(ctx context.Context, ids []string) error {
+// docs are the documents of a list of ids at positions 1…len(ids): its buckets, then its
+// head.
+func (l list) docs(ids []string) []bson.M {
+	var out []bson.M
 	for b := int64(0); b*bucketSize < int64(len(ids)); b++ {
 		e := bson.M{}
 		for i := b * bucketSize; i < min((b+1)*bucketSize, int64(len(ids))); i++ {
 			e[strconv.FormatInt(i+1, 10)] = ids[i]
 		}
-		id := l.bucketID(b)
+		out = append(out, bson.M{"_id": l.bucketID(b), "e": e})
+	}
+	return append(out, bson.M{"_id": l.headID(), "n": int64(len(ids))})
+}
+
+// write sets the list to ids, at positions 1…len(ids): each bucket replaced whole (so that a
+// repeated write leaves nothing of an earlier one), then the head last. For the migration:
+// the list must not be appended to meanwhile.
+func (l list) write(ctx context.Context, ids []string) error {
+	for _, d := range l.docs(ids) {
+		id := d["_id"].(string)
 		err := func() error {
 			defer l.s.serial.lock(l.s.lists(), id)()
-			_, err := l.s.lists().ReplaceOne(ctx, bson.M{"_id": id}, bson.M{"_id": id, "e": e}, options.Replace().SetUpsert(true))
+			_, err := l.s.lists().ReplaceOne(ctx, bson.M{"_id": id}, d, options.Replace().SetUpsert(true))
 			return err
 		}()
 		if err != nil {
 			return fmt.Errorf("store: writing list %s: %w", l.key, err)
 		}
-	}
-	defer l.s.serial.lock(l.s.lists(), l.headID())()
-	_, err := l.s.lists().ReplaceOne(ctx, bson.M{"_id": l.headID()}, bson.M{"_id": l.headID(), "n": int64(len(ids))}, options.Replace().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("store: writing list %s: %w", l.key, err)
 	}
 	return nil
 }
@@ -258,6 +291,71 @@ func (l list) write(ctx context.Context, ids []string) error {
 func (s *Store) deleteLists(ctx context.Context, prefix string) error {
 	if _, err := s.lists().DeleteMany(ctx, bson.M{"_id": bson.M{"$regex": "^" + regexp.QuoteMeta(prefix)}}); err != nil {
 		return fmt.Errorf("store: deleting lists %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// The lists each project keeps, named after the collection whose documents they list: a
+// list's key is projectListPrefix(p) + its name.
+const (
+	listConversations = "conversations"
+	listUsers         = "users"
+	listCompanies     = "companies"
+	listOrganizations = "organizations"
+	// listMessages begins the name of a conversation's list of its messages (messageList).
+	listMessages = "messages|"
+)
+
+// projectList is project p's list of the documents of collection name (one of the list…
+// names), in the order they were made.
+func (s *Store) projectList(p known.ProjectID, name string) list {
+	return list{s: s, key: projectListPrefix(p) + name}
+}
+
+// projectListPrefix begins the key of every list of project p: DeleteProject deletes them by
+// it. Project ids hold no "|".
+func projectListPrefix(p known.ProjectID) string { return string(p) + "|" }
+
+// pageProjectList is pageDocs for project p's list of coll's documents.
+func pageProjectList[D any, T any](ctx context.Context, s *Store, p known.ProjectID, coll *mongo.Collection, page known.Page,
+	key func(*D) (id, project string), conv func(*D) T) ([]T, []string, bool, error) {
+	return pageDocs(ctx, s.projectList(p, coll.Name()), p, coll, nil, page, key, conv)
+}
+
+// pageDocs is pageList for list l of project p's documents of coll, decoded as D: the page's
+// documents are read by their ids (byIDsWhere, with also), another project's are skipped, and
+// conv makes each item.
+func pageDocs[D any, T any](ctx context.Context, l list, p known.ProjectID, coll *mongo.Collection, also bson.M, page known.Page,
+	key func(*D) (id, project string), conv func(*D) T) ([]T, []string, bool, error) {
+	return pageList(ctx, l, page, func(ctx context.Context, ids []string) (map[string]T, error) {
+		var docs []D
+		if err := l.s.byIDsWhere(ctx, coll, ids, also, &docs); err != nil {
+			return nil, err
+		}
+		out := make(map[string]T, len(docs))
+		for i := range docs {
+			if id, project := key(&docs[i]); project == string(p) {
+				out[id] = conv(&docs[i])
+			}
+		}
+		return out, nil
+	})
+}
+
+// delete deletes the list: its buckets, then its head, each by _id (for a list whose owner
+// is deleted: a conversation's messages). A list never appended to has nothing to delete.
+func (l list) delete(ctx context.Context) error {
+	n, err := l.length(ctx)
+	if err != nil {
+		return err
+	}
+	for b := int64(0); b*bucketSize < n; b++ {
+		if _, err := l.s.lists().DeleteOne(ctx, bson.M{"_id": l.bucketID(b)}); err != nil {
+			return fmt.Errorf("store: deleting list %s: %w", l.key, err)
+		}
+	}
+	if _, err := l.s.lists().DeleteOne(ctx, bson.M{"_id": l.headID()}); err != nil {
+		return fmt.Errorf("store: deleting list %s: %w", l.key, err)
 	}
 	return nil
 }

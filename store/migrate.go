@@ -26,21 +26,25 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateMessageCounts(ctx); err != nil {
 		return fmt.Errorf("store: counting messages: %w", err)
 	}
-	if err := s.migrateConversationLists(ctx); err != nil {
-		return fmt.Errorf("store: listing conversations: %w", err)
+	if err := s.migrateProjectLists(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := s.migrateMessageLists(ctx); err != nil {
+		return fmt.Errorf("store: listing messages: %w", err)
 	}
 	return nil
 }
 
-// migrateConversationLists gives each project that has no list of its conversations yet
-// (lists.go; versions before it kept none) that list: its conversations in the order of
-// their ids, which is the order they started in. A list is written whole, its head last
-// (list.write), so a start interrupted half way writes it again from scratch, at the same
-// positions, and a list with a head is done. One query reads the conversations of every
-// project still to do. No instance of this version may start conversations meanwhile (they
-// would take the positions this writes): on FerretDB one instance runs at a time; on MongoDB,
-// start the first instance of this version alone.
-func (s *Store) migrateConversationLists(ctx context.Context) error {
+// migrateProjectLists gives each project every list it has none of yet (lists.go; versions
+// before a list kept none): the project's documents of the list's collection in the order of
+// their ids, the order the queries of those versions listed them in (for conversations and
+// for users, companies and organizations of random ids, the order they were made in). A
+// list is written whole, its head last (list.write), so a start interrupted half way writes
+// it again from scratch, at the same positions, and a list with a head is done. One query per
+// kind of list reads the documents of every project still to do. No instance of this version
+// may write such documents meanwhile (they would take the positions this writes): on FerretDB
+// one instance runs at a time; on MongoDB, start the first instance of this version alone.
+func (s *Store) migrateProjectLists(ctx context.Context) error {
 	cur, err := s.projects.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1}).SetBatchSize(bigBatch))
 	if err != nil {
 		return err
@@ -51,9 +55,34 @@ func (s *Store) migrateConversationLists(ctx context.Context) error {
 	if err := cur.All(ctx, &projects); err != nil {
 		return err
 	}
-	heads := make([]string, len(projects))
+	for _, name := range []string{listConversations, listUsers, listCompanies, listOrganizations} {
+		if err := s.migrateProjectList(ctx, name, projects); err != nil {
+			return fmt.Errorf("listing %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// migrateProjectList writes the list name of each of projects that has none.
+func (s *Store) migrateProjectList(ctx context.Context, name string, projects []struct {
+	ID string `bson:"_id"`
+}) error {
+	owners := make([]string, len(projects))
 	for i, p := range projects {
-		heads[i] = s.conversationList(known.ProjectID(p.ID)).headID()
+		owners[i] = p.ID
+	}
+	return s.listMissing(ctx, owners, func(p string) list { return s.projectList(known.ProjectID(p), name) },
+		s.db.Collection(name), "projectId")
+}
+
+// listMissing writes the list of each owner whose list (listOf) has no head: the ids of coll's
+// documents whose field names that owner, in the order of their ids. A list is written whole,
+// its head last (list.write). One read of the heads by _id, one query of coll for every owner
+// still to do.
+func (s *Store) listMissing(ctx context.Context, owners []string, listOf func(owner string) list, coll *mongo.Collection, field string) error {
+	heads := make([]string, len(owners))
+	for i, o := range owners {
+		heads[i] = listOf(o).headID()
 	}
 	var have []listHead
 	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
@@ -64,38 +93,86 @@ func (s *Store) migrateConversationLists(ctx context.Context) error {
 		listed[h.ID] = true
 	}
 	var todo []string
-	for i, p := range projects {
+	for i, o := range owners {
 		if !listed[heads[i]] {
-			todo = append(todo, p.ID)
+			todo = append(todo, o)
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
-	cur, err = s.conversations.Find(ctx, bson.M{"projectId": bson.M{"$in": todo}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	cur, err := coll.Find(ctx, bson.M{field: bson.M{"$in": todo}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(bson.M{"_id": 1, field: 1}).SetBatchSize(bigBatch))
 	if err != nil {
 		return err
 	}
-	var docs []struct {
-		ID        string `bson:"_id"`
-		ProjectID string `bson:"projectId"`
-	}
+	var docs []bson.M
 	if err := cur.All(ctx, &docs); err != nil {
 		return err
 	}
 	ids := map[string][]string{}
 	for _, d := range docs {
-		ids[d.ProjectID] = append(ids[d.ProjectID], d.ID)
+		id, _ := d["_id"].(string)
+		o, _ := d[field].(string)
+		ids[o] = append(ids[o], id)
 	}
-	for _, p := range todo {
-		// A project without conversations gets its head too (n: 0), so that later starts
+	for _, o := range todo {
+		// An owner without such documents gets its head too (n: 0), so that later starts
 		// skip it.
-		if err := s.conversationList(known.ProjectID(p)).write(ctx, ids[p]); err != nil {
+		if err := listOf(o).write(ctx, ids[o]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// messagesListedID is the _id of the meta document that says every conversation's messages
+// are listed (migrateMessageLists).
+const messagesListedID = "messagesListed"
+
+// migrateMessageLists gives each conversation that has no list of its messages yet (versions
+// before it kept none) that list: its messages in the order of their ids, the order they
+// were added in; as migrateProjectLists does, head last, so that it is idempotent. One query
+// reads every conversation's id, then the heads by _id, then the messages of the
+// conversations still to do. That scans every conversation, so once all are listed a meta
+// document says so, and later starts read only it (a conversation made since has its list,
+// or, with no message yet, needs none: a list without a head is empty).
+func (s *Store) migrateMessageLists(ctx context.Context) error {
+	switch err := s.meta().FindOne(ctx, bson.M{"_id": messagesListedID}).Err(); {
+	case err == nil:
+		return nil
+	case !isNoDocuments(err):
+		return err
+	}
+	if err := s.listAllMessages(ctx); err != nil {
+		return err
+	}
+	if _, err := s.meta().InsertOne(ctx, bson.M{"_id": messagesListedID}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
+}
+
+// listAllMessages is migrateMessageLists' work.
+func (s *Store) listAllMessages(ctx context.Context) error {
+	cur, err := s.conversations.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var convs []struct {
+		ID        string `bson:"_id"`
+		ProjectID string `bson:"projectId"`
+	}
+	if err := cur.All(ctx, &convs); err != nil {
+		return err
+	}
+	project := make(map[string]known.ProjectID, len(convs))
+	owners := make([]string, len(convs))
+	for i, c := range convs {
+		project[c.ID], owners[i] = known.ProjectID(c.ProjectID), c.ID
+	}
+	return s.listMissing(ctx, owners, func(c string) list { return s.messageList(project[c], known.ConversationID(c)) },
+		s.messages, "conversationId")
 }
 
 // migrateIdentities gives every user written before identities had provenance its list of
@@ -185,8 +262,14 @@ func (s *Store) migrateAnonymousRecords(ctx context.Context) error {
 		from := known.UserID(d.ID)
 		copied := d
 		copied.ID = string(to)
-		if _, err := s.users.InsertOne(ctx, copied); err != nil && !mongo.IsDuplicateKeyError(err) {
+		_, err := s.users.InsertOne(ctx, copied)
+		if err != nil && !mongo.IsDuplicateKeyError(err) {
 			return err
+		}
+		if err == nil {
+			if err := s.listMovedUser(ctx, p, to); err != nil {
+				return err
+			}
 		}
 		if err := s.MoveUserData(ctx, from, to); err != nil {
 			return err
@@ -199,6 +282,22 @@ func (s *Store) migrateAnonymousRecords(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// listMovedUser lists the copy of an anonymous record that migrateAnonymousRecords made, when
+// the project's list of users is written already (else migrateProjectLists, which runs after,
+// lists it with the rest); the old record's entry names a deleted user, which readers skip.
+func (s *Store) listMovedUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
+	l := s.projectList(p, listUsers)
+	err := s.lists().FindOne(ctx, bson.M{"_id": l.headID()}).Err()
+	if isNoDocuments(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = l.append(ctx, string(id))
+	return err
 }
 
 // migrateMessageCounts counts the messages of each conversation written before conversations

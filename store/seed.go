@@ -26,10 +26,13 @@ type Seed struct {
 const seedChunk = 1000
 
 // SeedBulk inserts seed's documents, shaped exactly like those the store writes, in unordered
-// inserts of 1,000: for benchmarks and tests only, which need many users quickly. It records
-// no events and checks nothing (an existing id or key fails the call, part-way).
+// inserts of 1,000, and lists (lists.go) each project's users, companies, organizations and
+// conversations in the order of their ids, and each conversation's message: for benchmarks
+// and tests only, which need many users quickly. It records no events and checks nothing (an
+// existing id or key fails the call, part-way; so does a project whose list of one of them is
+// not empty).
 func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
-	var users, keys, companies, orgs, convs, msgs []any
+	var users, keys, companies, orgs, convs, msgs, msgLists []any
 	for _, u := range seed.Users {
 		d := newUserDoc(u)
 		users = append(users, d)
@@ -61,35 +64,73 @@ func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 			msgs = append(msgs, *d.Last)
 		}
 		convs = append(convs, d)
+		// Its list of messages (its one message, or none), inserted with the rest: its
+		// conversation is new, so the list is too.
+		var listed []string
+		if c.Last != nil {
+			listed = append(listed, string(c.Last.ID))
+		}
+		for _, d := range s.messageList(c.ProjectID, c.ID).docs(listed) {
+			msgLists = append(msgLists, d)
+		}
 	}
 	for _, part := range []struct {
 		coll *mongo.Collection
 		docs []any
 	}{{s.identityKeys, keys}, {s.companies, companies}, {s.organizations, orgs}, {s.users, users},
 		{s.conversations, convs}, {s.messages, msgs}} {
-		for i := 0; i < len(part.docs); i += seedChunk {
-			chunk := part.docs[i:min(i+seedChunk, len(part.docs))]
-			if _, err := part.coll.InsertMany(ctx, chunk, options.InsertMany().SetOrdered(false)); err != nil {
-				return fmt.Errorf("store: seeding %s: %w", part.coll.Name(), err)
+		if err := s.insertChunks(ctx, part.coll, part.docs); err != nil {
+			return err
+		}
+	}
+	// Each project's users, companies, organizations and conversations are listed, oldest
+	// first by id, as the start-up migration lists those of earlier versions: the project's
+	// lists of them must be empty.
+	lists := map[string]map[known.ProjectID][]string{}
+	add := func(name string, p known.ProjectID, id string) {
+		if lists[name] == nil {
+			lists[name] = map[known.ProjectID][]string{}
+		}
+		lists[name][p] = append(lists[name][p], id)
+	}
+	for _, u := range seed.Users {
+		add(listUsers, u.ProjectID, string(u.ID))
+	}
+	for _, c := range seed.Companies {
+		add(listCompanies, c.ProjectID, string(c.ID))
+	}
+	for _, o := range seed.Organizations {
+		add(listOrganizations, o.ProjectID, string(o.ID))
+	}
+	for _, c := range seed.Conversations {
+		add(listConversations, c.ProjectID, string(c.ID))
+	}
+	if err := s.insertChunks(ctx, s.lists(), msgLists); err != nil {
+		return err
+	}
+	for name, byProject := range lists {
+		for p, ids := range byProject {
+			l := s.projectList(p, name)
+			if n, err := l.length(ctx); err != nil {
+				return err
+			} else if n > 0 {
+				return fmt.Errorf("store: seeding project %s: its list of %s is not empty", p, name)
+			}
+			slices.Sort(ids)
+			if err := l.write(ctx, ids); err != nil {
+				return err
 			}
 		}
 	}
-	// Each project's conversations are listed, oldest first, as the start-up migration lists
-	// those of earlier versions: its list must be empty.
-	byProject := map[known.ProjectID][]string{}
-	for _, c := range seed.Conversations {
-		byProject[c.ProjectID] = append(byProject[c.ProjectID], string(c.ID))
-	}
-	for p, ids := range byProject {
-		l := s.conversationList(p)
-		if n, err := l.length(ctx); err != nil {
-			return err
-		} else if n > 0 {
-			return fmt.Errorf("store: seeding project %s: its conversation list is not empty", p)
-		}
-		slices.Sort(ids)
-		if err := l.write(ctx, ids); err != nil {
-			return err
+	return nil
+}
+
+// insertChunks inserts docs into coll in unordered inserts of seedChunk.
+func (s *Store) insertChunks(ctx context.Context, coll *mongo.Collection, docs []any) error {
+	for i := 0; i < len(docs); i += seedChunk {
+		chunk := docs[i:min(i+seedChunk, len(docs))]
+		if _, err := coll.InsertMany(ctx, chunk, options.InsertMany().SetOrdered(false)); err != nil {
+			return fmt.Errorf("store: seeding %s: %w", coll.Name(), err)
 		}
 	}
 	return nil

@@ -40,6 +40,11 @@ type userDoc struct {
 	CreatedAt          time.Time      `bson:"createdAt"`
 	UpdatedAt          time.Time      `bson:"updatedAt"`
 	LastSeenAt         *time.Time     `bson:"lastSeenAt,omitempty"`
+	// Listed is the user's position in the project's list of users (lists.go), taken before
+	// the insert; 0 on users listed by the migration or seeded. An anonymous record's id is
+	// derived from its visitor, so a record deleted and made again is listed twice: readers
+	// take only the position it names.
+	Listed int64 `bson:"listed,omitempty"`
 	// Events recorded with a change and not yet published (outbox.go).
 	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
 	PendingCount int                  `bson:"pendingCount"`
@@ -207,7 +212,9 @@ type UserFilter struct {
 	OrganizationID *known.OrganizationID
 }
 
-// Users returns a page of project p's users, newest first, and whether more follow.
+// Users returns a page of project p's users that f selects, newest first by id, and whether
+// more follow: a query of the collection, which the embedded store answers by reading all of
+// it. The unfiltered list is ProjectUsers'.
 func (s *Store) Users(ctx context.Context, p known.ProjectID, f UserFilter, page known.Page) ([]*known.User, bool, error) {
 	filter := bson.M{"projectId": string(p)}
 	if f.EmailKey != nil {
@@ -236,6 +243,31 @@ func (s *Store) Users(ctx context.Context, p known.ProjectID, f UserFilter, page
 	return mapDocs(docs, (*userDoc).user), more, err
 }
 
+// listedUser is a user read from the project's list, with the position its document names.
+type listedUser struct {
+	u  *known.User
+	at int64
+}
+
+func (l listedUser) listedAt() int64 { return l.at }
+
+// ProjectUsers returns a page of all of project p's users, newest first, from the project's
+// list (lists.go): a few reads by _id and one read of the page's users, however many users the
+// project or the store holds. after[i] is the page.After that continues after us[i];
+// page.After is "" or such a value, anything else is BAD_USER_INPUT (field after). A user
+// deleted or merged away since it was listed is skipped. The filtered lists (Users) query the
+// collection instead: they are kept in no list.
+func (s *Store) ProjectUsers(ctx context.Context, p known.ProjectID, page known.Page) (us []*known.User, after []string, more bool, err error) {
+	ls, after, more, err := pageProjectList(ctx, s, p, s.users, page,
+		func(d *userDoc) (string, string) { return d.ID, d.ProjectID },
+		func(d *userDoc) listedUser { return listedUser{u: d.user(), at: d.Listed} })
+	us = make([]*known.User, len(ls))
+	for i, l := range ls {
+		us[i] = l.u
+	}
+	return us, after, more, err
+}
+
 // page runs a newest-first page query: at most page.First documents with _id below
 // page.After, decoded into out, and whether more follow.
 func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M, page known.Page, out any) (bool, error) {
@@ -254,7 +286,7 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 }
 
 // DeleteUser erases a user of project p with its identity keys, events (tracked ones and
-// change events, but for its user.deleted), conversations and their messages. The user document goes last, so that an interrupted delete can be repeated.
+// change events, but for its user.deleted), conversations, their messages and lists of them. The user document goes last, so that an interrupted delete can be repeated.
 func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
 	var d userDoc
 	if err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
@@ -289,6 +321,13 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if len(convIDs) > 0 {
 		if _, err := s.messages.DeleteMany(ctx, bson.M{"conversationId": bson.M{"$in": convIDs}}); err != nil {
 			return fmt.Errorf("store: deleting messages: %w", err)
+		}
+	}
+	// The lists of their messages go before the conversations, so that a repeated delete
+	// still finds them.
+	for _, c := range convIDs {
+		if err := s.messageList(p, c).delete(ctx); err != nil {
+			return err
 		}
 	}
 	if _, err := s.conversations.DeleteMany(ctx, bson.M{"userId": string(id)}); err != nil {
