@@ -79,8 +79,9 @@ func (s *Store) byIDsWhere(ctx context.Context, coll *mongo.Collection, ids []st
 		return nil
 	}
 	distinct := slices.Compact(slices.Sorted(slices.Values(ids)))
-	if len(distinct) == 1 {
-		// One command either way, and a find by _id is served from the index on every store.
+	if len(distinct) == 1 && len(also) == 0 {
+		// One command either way, and a find by _id is served from the index on every store
+		// (a collection sharded by another key names it, in also, to target one shard).
 		return s.eachByID(ctx, coll, distinct, out)
 	}
 	if s.files != nil {
