@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
@@ -276,25 +277,31 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 	evs := userEvents(nil, u, visitor, nil, now)
 	d.Pending, d.PendingCount = pendingMap(evs), len(evs)
 	// The user's place in the project's list is taken first, so that the document names it
-	// (userDoc.Listed), and named after the insert, so that the list never names a user that
-	// is not there. An insert that fails (a concurrent first write of one visitor) leaves
-	// the position empty, which readers skip. Should the last write fail, the user exists but
-	// is missing from the project's unfiltered list (ProjectUsers); the error says the call
-	// did not complete.
+	// (userDoc.Listed); the insert and the naming of the place in the list then go together,
+	// in one round trip. Readers show a user only at the place its document names, so a list
+	// entry whose insert has not landed yet, or failed (a concurrent first write of one
+	// visitor, whose winner names another place), shows nothing. Should the naming fail, the
+	// user exists but is missing from the project's unfiltered list (ProjectUsers); the error
+	// says the call did not complete.
 	l := s.projectList(u.ProjectID, listUsers)
 	pos, err := l.reserve(ctx)
 	if err != nil {
 		return err
 	}
 	d.Listed = pos
-	if _, err := s.users.InsertOne(ctx, d); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
+	var inserted, named error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, inserted = s.users.InsertOne(ctx, d) })
+	wg.Go(func() { named = l.set(ctx, pos, d.ID) })
+	wg.Wait()
+	if inserted != nil {
+		if mongo.IsDuplicateKeyError(inserted) {
 			return known.Errorf(known.AlreadyExists, "user %s exists", u.ID)
 		}
-		return fmt.Errorf("store: creating user: %w", err)
+		return fmt.Errorf("store: creating user: %w", inserted)
 	}
 	s.publish(ctx, s.users, d.ID, evs)
-	return l.set(ctx, pos, d.ID)
+	return named
 }
 
 // UsersByIDsEach reads users by id, one find by _id each, sent together; missing ones (and
