@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -32,7 +33,101 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateMessageLists(ctx); err != nil {
 		return fmt.Errorf("store: listing messages: %w", err)
 	}
+	if err := s.migrateEventKeys(ctx); err != nil {
+		return fmt.Errorf("store: keying published events: %w", err)
+	}
 	return nil
+}
+
+// migrateEventKeys rewrites the published events that earlier versions stored under their
+// sequence number as _id (a number, which the embedded store looks up by reading the whole
+// collection) under seqKey, with the number in seq. eventId is unique, so each event is first
+// copied under its new key with a marked eventId, then removed under its old key, then its
+// copy unmarked: a start interrupted anywhere loses no event, and the next start finishes the
+// work (a copy made already is refused by its key; a marked copy is unmarked). It runs before
+// the event readers start.
+func (s *Store) migrateEventKeys(ctx context.Context) error {
+	const moving = "|moving"
+	for {
+		cur, err := s.changes.Find(ctx, bson.M{"_id": bson.M{"$type": "number"}}, options.Find().SetLimit(500))
+		if err != nil {
+			return err
+		}
+		var docs []bson.M
+		if err := cur.All(ctx, &docs); err != nil {
+			return err
+		}
+		if len(docs) == 0 {
+			break
+		}
+		copies := make([]any, 0, len(docs))
+		old := make([]any, 0, len(docs))
+		for _, d := range docs {
+			seq, ok := asInt64(d["_id"])
+			id, _ := d["eventId"].(string)
+			if !ok || id == "" {
+				return fmt.Errorf("an event with _id %v and eventId %v", d["_id"], d["eventId"])
+			}
+			c := bson.M{}
+			for k, v := range d {
+				c[k] = v
+			}
+			c["_id"], c["seq"], c["eventId"] = seqKey(seq), seq, id+moving
+			copies = append(copies, c)
+			old = append(old, d["_id"])
+		}
+		if _, err := s.changes.InsertMany(ctx, copies, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
+			return err
+		}
+		if _, err := s.changes.DeleteMany(ctx, bson.M{"_id": bson.M{"$in": old}}); err != nil {
+			return err
+		}
+	}
+	cur, err := s.changes.Find(ctx, bson.M{"eventId": bson.M{"$regex": `\|moving$`}})
+	if err != nil {
+		return err
+	}
+	var marked []struct {
+		Key     string `bson:"_id"`
+		EventID string `bson:"eventId"`
+	}
+	if err := cur.All(ctx, &marked); err != nil {
+		return err
+	}
+	for _, m := range marked {
+		if err := s.changes.FindOneAndUpdate(ctx, bson.M{"_id": m.Key},
+			bson.M{"$set": bson.M{"eventId": strings.TrimSuffix(m.EventID, moving)}}).Err(); err != nil && !isNoDocuments(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// asInt64 is a BSON number as an int64.
+func asInt64(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int32:
+		return int64(n), true
+	case float64:
+		return int64(n), n == float64(int64(n))
+	}
+	return 0, false
+}
+
+// onlyDuplicates reports whether every error of an unordered insert is a duplicate key.
+func onlyDuplicates(err error) bool {
+	var bw mongo.BulkWriteException
+	if !errors.As(err, &bw) || bw.WriteConcernError != nil {
+		return false
+	}
+	for _, we := range bw.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) {
+			return false
+		}
+	}
+	return true
 }
 
 // migrateProjectLists gives each project every list it has none of yet (lists.go; versions

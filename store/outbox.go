@@ -29,17 +29,20 @@ import (
 // (at start, and periodically) and publishes it.
 //
 // Sequence numbers come from one counter document ($inc, by _id), and each event is stored
-// under _id: <seq>, so that a reader follows the log by _id equality, the one query the
-// embedded store serves from an index. A unique index on eventId makes publishing idempotent:
+// under _id: seqKey(seq), so that a reader follows the log by _id equality, the one query the
+// embedded store serves from an index. The key is a string: FerretDB 1.24 pushes an _id
+// equality down to SQLite only for a string or an ObjectID, and reads the whole collection for
+// a number (earlier versions stored the number itself; migrateEventKeys rewrites those). A unique index on eventId makes publishing idempotent:
 // publishing an event again (the sweeper racing a slow publisher, or a crash after the insert
 // and before the removal) finds it there and only removes the pending copy. Such a repeat
 // leaves its sequence number unused, a gap that readers skip (see events.Reader).
 
 const eventSeqID = "eventSeq"
 
-// changeDoc is an event, pending in its document (Seq 0) or published.
+// changeDoc is an event, pending in its document (Seq 0, no Key) or published.
 type changeDoc struct {
-	Seq            int64          `bson:"_id,omitempty"`
+	Key            string         `bson:"_id,omitempty"`
+	Seq            int64          `bson:"seq,omitempty"`
 	EventID        string         `bson:"eventId"`
 	ProjectID      string         `bson:"projectId"`
 	Type           string         `bson:"type"`
@@ -51,6 +54,10 @@ type changeDoc struct {
 }
 
 func pendingKey(id string) string { return "e" + id }
+
+// seqKey is the _id of the event published under sequence number seq: zero-padded, so that
+// keys sort as their numbers do.
+func seqKey(seq int64) string { return fmt.Sprintf("%019d", seq) }
 
 func (d *changeDoc) event() *known.InboxEvent {
 	return &known.InboxEvent{ID: known.InboxEventID(d.EventID), Seq: d.Seq, ProjectID: known.ProjectID(d.ProjectID),
@@ -260,6 +267,7 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 	docs := make([]any, len(evs))
 	for i, e := range evs {
 		e.Seq = last - int64(len(evs)) + 1 + int64(i)
+		e.Key = seqKey(e.Seq)
 		docs[i] = e
 	}
 	stored := make([]bool, len(evs))
@@ -280,7 +288,7 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 			// A duplicate number (two processes on one FerretDB): left for the sweeper.
 			var at changeDoc
 			e := evs[we.Index]
-			ferr := s.changes.FindOne(ctx, bson.M{"_id": e.Seq}).Decode(&at)
+			ferr := s.changes.FindOne(ctx, bson.M{"_id": e.Key}).Decode(&at)
 			stored[we.Index] = mongo.IsDuplicateKeyError(we) && (isNoDocuments(ferr) || (ferr == nil && at.EventID == e.EventID))
 		}
 	}
@@ -447,7 +455,7 @@ func (s *Store) Sweep(ctx context.Context, minAge time.Duration) (int, error) {
 // (not yet, or never: see the package comment on gaps).
 func (s *Store) EventAt(ctx context.Context, seq int64) (*known.InboxEvent, error) {
 	var d changeDoc
-	err := s.changes.FindOne(ctx, bson.M{"_id": seq}).Decode(&d)
+	err := s.changes.FindOne(ctx, bson.M{"_id": seqKey(seq)}).Decode(&d)
 	if isNoDocuments(err) {
 		return nil, nil
 	}
