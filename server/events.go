@@ -102,7 +102,8 @@ func upgrades(ws, next http.Handler) http.Handler {
 }
 
 // followEvents starts this instance's event reader and the outbox sweeper: at start it
-// publishes whatever a previous process left pending, then every sweepEvery.
+// publishes whatever a previous process left pending, then every sweepEvery when one may be
+// left (store.SweepDue).
 func followEvents(ctx context.Context, log zerolog.Logger, st *store.Store, sweepEvery time.Duration) *events.Hub {
 	st = st.Background()
 	h := events.New(st, events.Options{Log: log})
@@ -112,10 +113,12 @@ func followEvents(ctx context.Context, log zerolog.Logger, st *store.Store, swee
 		defer t.Stop()
 		minAge := time.Duration(0)
 		for {
-			if n, err := st.Sweep(ctx, minAge); err != nil && ctx.Err() == nil {
-				log.Warn().Err(err).Msg("publishing pending events")
-			} else if n > 0 {
-				log.Info().Int("events", n).Msg("published events a change had left pending")
+			if minAge == 0 || st.SweepDue() {
+				if n, err := st.Sweep(ctx, minAge); err != nil && ctx.Err() == nil {
+					log.Warn().Err(err).Msg("publishing pending events")
+				} else if n > 0 {
+					log.Info().Int("events", n).Msg("published events a change had left pending")
+				}
 			}
 			minAge = 30 * time.Second // later sweeps leave the events of requests in flight alone
 			select {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/knownhq/known"
 	"github.com/knownhq/known/store"
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
@@ -81,5 +82,62 @@ func TestMigrateEventKeys(t *testing.T) {
 		if err := st.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestSweepDueAfterEventsLeftPending: on FerretDB (one process per store) the periodic sweep,
+// which reads the users, conversations and messages collections whole there, is due only after
+// this process left an event pending; here one whose sequence number another writer took. On
+// MongoDB it is always due (another instance may have died; an index serves the sweep).
+func TestSweepDueAfterEventsLeftPending(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.NewDatabaseName(t)
+	st, err := store.Open(ctx, store.Config{URI: storetest.URI(), Database: db, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	defer st.Drop(ctx)
+	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	insert := func(id string) {
+		t.Helper()
+		now := time.Now().UTC()
+		if err := st.InsertUser(ctx, &known.User{ID: known.UserID(id), ProjectID: "p", CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		st.WaitPublished()
+	}
+	insert("u1")
+	if !st.FerretDB() {
+		if !st.SweepDue() {
+			t.Fatal("on MongoDB a sweep is always due")
+		}
+		return
+	}
+	if st.SweepDue() {
+		t.Fatal("a sweep is due although every event was published")
+	}
+	seq, err := st.LastEventSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Database(db).Collection("inbox_events").InsertOne(ctx, bson.M{"_id": fmt.Sprintf("%019d", seq+1),
+		"seq": seq + 1, "eventId": "taken", "projectId": "q", "type": "user.created", "data": bson.M{}, "createdAt": time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	insert("u2") // its event's number is taken: it stays pending
+	due := 0
+	for st.SweepDue() {
+		due++
+	}
+	if due == 0 {
+		t.Fatal("no sweep is due although an event was left pending")
+	}
+	if n, err := st.Sweep(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("the sweep published %d events (%v), want the one left pending", n, err)
 	}
 }

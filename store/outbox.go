@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/knownhq/known"
@@ -174,6 +175,35 @@ type outbox struct {
 	queue  chan publishJob
 	wg     sync.WaitGroup // queued jobs not yet published
 	done   chan struct{}
+	// owed counts the sweeps due because this process left events pending (SweepDue).
+	owed atomic.Int32
+}
+
+// sweepsOwed is how many periodic sweeps a failure to publish makes due: the first may come
+// before the events left pending are old enough to be swept (Sweep's minAge).
+const sweepsOwed = 3
+
+// leftPending records that this process left events pending in their documents.
+func (s *Store) leftPending() { s.out.owed.Store(sweepsOwed) }
+
+// SweepDue reports whether a periodic Sweep may find events left pending. On MongoDB always:
+// another instance may have died with events pending, and the sweeper's query is served by an
+// index. On FerretDB, which one process serves at a time (API.md §11), only after this
+// process failed to publish some: the sweep at start covers a process that died, and a sweep
+// there reads and decodes the users, conversations and messages collections whole.
+func (s *Store) SweepDue() bool {
+	if !s.FerretDB() {
+		return true
+	}
+	for {
+		n := s.out.owed.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.out.owed.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 func (s *Store) startOutbox() {
@@ -262,6 +292,7 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 	last, err := s.takeSeqs(ctx, len(evs))
 	if err != nil {
 		s.log.Warn().Err(err).Msg("publishing events; the sweeper will")
+		s.leftPending()
 		return
 	}
 	docs := make([]any, len(evs))
@@ -278,6 +309,7 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 		var bw mongo.BulkWriteException
 		if !errors.As(err, &bw) {
 			s.log.Warn().Err(err).Msg("publishing events; the sweeper will")
+			s.leftPending()
 			return
 		}
 		for _, we := range bw.WriteErrors {
@@ -290,6 +322,9 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 			e := evs[we.Index]
 			ferr := s.changes.FindOne(ctx, bson.M{"_id": e.Key}).Decode(&at)
 			stored[we.Index] = mongo.IsDuplicateKeyError(we) && (isNoDocuments(ferr) || (ferr == nil && at.EventID == e.EventID))
+			if !stored[we.Index] {
+				s.leftPending()
+			}
 		}
 	}
 	s.wake.signal()
@@ -316,6 +351,7 @@ func (s *Store) publishNow(ctx context.Context, jobs []publishJob) {
 	}
 	if err := g.Wait(); err != nil {
 		s.log.Warn().Err(err).Msg("removing published events from their documents")
+		s.leftPending()
 	}
 }
 
