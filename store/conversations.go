@@ -140,11 +140,32 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	d.Pending, d.PendingCount = nil, 0
 	defer s.publish(ctx, s.messages, d.ID, evs)
 	defer s.serial.lock(s.conversations, d.ConversationID)()
-	err := s.conversations.FindOneAndUpdate(ctx,
-		bson.M{"_id": d.ConversationID, "$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}},
-		bson.M{"$set": bson.M{"last": d, "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}).Err()
-	if isNoDocuments(err) { // a newer message is the last one already: only count this one
-		err = s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, bson.M{"$inc": bson.M{"messages": 1}}).Err()
+	newer := bson.M{"$set": bson.M{"last": d, "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
+	countOnly := bson.M{"$inc": bson.M{"messages": 1}} // a newer message is the last one already
+	var err error
+	if s.serial.on {
+		// FerretDB reads and decodes the whole collection for any filter but {_id}; every
+		// write of a conversation in this process (the one FerretDB serves) holds its turn,
+		// so the check is made here, between a read and a write by _id.
+		var cur struct {
+			Last *struct {
+				ID string `bson:"_id"`
+			} `bson:"last"`
+		}
+		err = s.conversations.FindOne(ctx, bson.M{"_id": d.ConversationID}, options.FindOne().SetProjection(bson.M{"last._id": 1})).Decode(&cur)
+		if err == nil {
+			update := newer
+			if cur.Last != nil && cur.Last.ID >= d.ID {
+				update = countOnly
+			}
+			err = s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, update).Err()
+		}
+	} else {
+		err = s.conversations.FindOneAndUpdate(ctx,
+			bson.M{"_id": d.ConversationID, "$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}}, newer).Err()
+		if isNoDocuments(err) {
+			err = s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, countOnly).Err()
+		}
 	}
 	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: updating last message: %w", err)

@@ -157,3 +157,64 @@ func TestMigrateMessageLists(t *testing.T) {
 		}
 	}
 }
+
+// TestLastMessageIsTheNewest: whatever order messages of one conversation are stored in, also
+// at once, the conversation shows the newest as its last message and counts every one; on the
+// embedded store without a command that reads the whole conversations collection (its
+// conditional write is made in the conversation's turn, by _id).
+func TestLastMessageIsTheNewest(t *testing.T) {
+	audit := &storetest.Auditor{}
+	st := storetest.Open(t, audit.Monitor())
+	ctx := context.Background()
+	cid := startConversation(t, st, ctx, "p", "")
+	c, err := st.Conversation(ctx, "p", cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []known.MessageID
+	for range 24 {
+		ids = append(ids, known.MessageID(store.NewID())) // in the order they were made
+	}
+	order := []int{3, 0, 23, 5, 1} // the newest among the first stored
+	for i := range ids {
+		if !slices.Contains(order, i) {
+			order = append(order, i)
+		}
+	}
+	audit.Reset()
+	add := func(i int) {
+		m := &known.Message{ID: ids[i], ProjectID: "p", ConversationID: cid, Body: fmt.Sprint("m", i),
+			Author: known.AuthorVisitor, CreatedAt: time.Now().UTC()}
+		if err := st.AddMessage(ctx, c, m); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, i := range order[:5] {
+		add(i)
+	}
+	var wg sync.WaitGroup
+	for _, i := range order[5:] {
+		wg.Add(1)
+		go func() { defer wg.Done(); add(i) }()
+	}
+	wg.Wait()
+	st.WaitPublished()
+	got, err := st.Conversation(ctx, "p", cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Last == nil || got.Last.ID != ids[23] || got.Last.Body != "m23" || got.MessageCount != len(ids) {
+		t.Fatalf("last message %+v, %d messages; want m23 of %d", got.Last, got.MessageCount, len(ids))
+	}
+	if st.FerretDB() {
+		var scans []storetest.Command
+		for _, cmd := range audit.Scans() {
+			if cmd.Collection == "conversations" {
+				scans = append(scans, cmd)
+			}
+		}
+		if len(scans) > 0 {
+			t.Fatalf("storing messages scanned the conversations:\n%s", storetest.Summary(scans))
+		}
+	}
+}
