@@ -110,3 +110,67 @@ func TestIdentifyPathsReadNoWholeCollection(t *testing.T) {
 		})
 	}
 }
+
+// TestWidgetOperationsReadNoWholeCollection: the widget's other calls of an identified user
+// with its session (seed 002: setProperties, track, setStage, setDeal; a conversation started
+// and answered) send no command that reads a whole collection on the embedded store, whose
+// cost would grow with the project's data.
+func TestWidgetOperationsReadNoWholeCollection(t *testing.T) {
+	e := newScaleEnv(t, 50)
+	ss, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("u3"),
+		Company: &service.CompanyInput{ID: "c3", Name: str("Company 3")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := widgetCtx(ss.Token)
+	var conversation known.ConversationID
+	ops := []struct {
+		name string
+		run  func() error
+	}{
+		{"SetProperties", func() error {
+			_, err := e.svc.SetProperties(ctx, nil, map[string]any{"plan": "pro"})
+			return err
+		}},
+		{"Track", func() error {
+			_, err := e.svc.Track(ctx, service.TrackInput{Event: "opened-settings", Properties: map[string]any{"tab": "billing"}})
+			return err
+		}},
+		{"SetStage", func() error {
+			_, err := e.svc.SetStage(ctx, nil, "trial", nil, nil)
+			return err
+		}},
+		{"SetDeal", func() error {
+			_, err := e.svc.SetDeal(ctx, service.SetDealInput{Name: str("Upgrade"), Amount: ptr(120.0), Currency: str("EUR")})
+			return err
+		}},
+		{"StartConversation", func() error {
+			c, err := e.svc.StartConversation(ctx, nil, "hello")
+			if err == nil {
+				conversation = c.ID
+			}
+			return err
+		}},
+		{"SendMessage", func() error {
+			_, err := e.svc.SendMessage(ctx, nil, conversation, "are you there?")
+			return err
+		}},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			e.store.WaitPublished()
+			e.audit.Reset()
+			if err := op.run(); err != nil {
+				t.Fatal(err)
+			}
+			cmds := e.audit.Commands()
+			if len(cmds) == 0 {
+				t.Fatal("no commands recorded: the auditor is not watching this store")
+			}
+			if scans := e.audit.Scans(); len(scans) > 0 {
+				t.Fatalf("commands that read the whole collection on the embedded store:\n%s\nall commands:\n%s",
+					storetest.Summary(scans), storetest.Summary(cmds))
+			}
+		})
+	}
+}
