@@ -16,7 +16,7 @@ type conversationDoc struct {
 	UserID    *string     `bson:"userId,omitempty"`
 	VisitorID string      `bson:"visitorId"`
 	Status    string      `bson:"status"`
-	Last      *messageDoc `bson:"last,omitempty"`
+	Last      *lastMessageDoc `bson:"last,omitempty"`
 	// Messages counts the conversation's messages; nil on conversations of earlier versions
 	// until the start-up migration counts them.
 	Messages  *int      `bson:"messages,omitempty"`
@@ -25,6 +25,21 @@ type conversationDoc struct {
 	// Events recorded with a change and not yet published (outbox.go).
 	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
 	PendingCount int                  `bson:"pendingCount"`
+}
+
+// lastMessageDoc is a conversation's copy of its newest message: what a dashboard row shows
+// (its project and conversation are the conversation's own). Copies written by earlier versions
+// held a whole messageDoc; the start-up migration trims them (migrateLastMessages).
+type lastMessageDoc struct {
+	ID        string    `bson:"_id"`
+	Body      string    `bson:"body"`
+	Author    string    `bson:"author"`
+	Verified  bool      `bson:"verified,omitempty"`
+	CreatedAt time.Time `bson:"createdAt"`
+}
+
+func lastOf(d *messageDoc) *lastMessageDoc {
+	return &lastMessageDoc{ID: d.ID, Body: d.Body, Author: d.Author, Verified: d.Verified, CreatedAt: d.CreatedAt}
 }
 
 type messageDoc struct {
@@ -140,7 +155,7 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	d.Pending, d.PendingCount = nil, 0
 	defer s.publish(ctx, s.messages, d.ID, evs)
 	defer s.serial.lock(s.conversations, d.ConversationID)()
-	newer := bson.M{"$set": bson.M{"last": d, "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
+	newer := bson.M{"$set": bson.M{"last": lastOf(&d), "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
 	countOnly := bson.M{"$inc": bson.M{"messages": 1}} // a newer message is the last one already
 	var err error
 	if s.serial.on {
@@ -219,8 +234,9 @@ func (d *conversationDoc) conversation() *known.Conversation {
 	c := &known.Conversation{ID: known.ConversationID(d.ID), ProjectID: known.ProjectID(d.ProjectID),
 		UserID: (*known.UserID)(d.UserID), VisitorID: known.VisitorID(d.VisitorID),
 		Status: known.ConversationStatus(d.Status), CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
-	if d.Last != nil {
-		c.Last = d.Last.message()
+	if l := d.Last; l != nil {
+		c.Last = &known.Message{ID: known.MessageID(l.ID), ProjectID: c.ProjectID, ConversationID: c.ID, Body: l.Body,
+			Author: known.Author(l.Author), Verified: l.Verified, CreatedAt: l.CreatedAt}
 	}
 	c.MessageCount = -1
 	if d.Messages != nil {

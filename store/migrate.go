@@ -36,6 +36,28 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateEventKeys(ctx); err != nil {
 		return fmt.Errorf("store: keying published events: %w", err)
 	}
+	if err := s.migrateLastMessages(ctx); err != nil {
+		return fmt.Errorf("store: trimming conversations' last messages: %w", err)
+	}
+	return nil
+}
+
+// migrateLastMessages trims the copies of their last message that conversations of earlier
+// versions hold to what lastMessageDoc keeps: a dashboard page reads every conversation on it,
+// and on the embedded store every conversation of the collection, so their size is its cost.
+// Each update only removes fields the reader fills from the conversation (its project and id)
+// or that mean their absence (verified false, no pending events), so running it again, or
+// while messages are added, changes nothing.
+func (s *Store) migrateLastMessages(ctx context.Context) error {
+	for _, u := range []struct{ filter, unset bson.M }{
+		{bson.M{"last.projectId": bson.M{"$exists": true}}, bson.M{"last.projectId": "", "last.conversationId": "",
+			"last.pendingEvents": "", "last.pendingCount": ""}},
+		{bson.M{"last.verified": false}, bson.M{"last.verified": ""}},
+	} {
+		if _, err := s.conversations.UpdateMany(ctx, u.filter, bson.M{"$unset": u.unset}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

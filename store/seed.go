@@ -59,9 +59,10 @@ func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 			VisitorID: string(c.VisitorID), Status: string(c.Status), Messages: &n, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 		if m := c.Last; m != nil {
 			n = 1
-			d.Last = &messageDoc{ID: string(m.ID), ProjectID: string(m.ProjectID), ConversationID: string(m.ConversationID),
+			md := messageDoc{ID: string(m.ID), ProjectID: string(m.ProjectID), ConversationID: string(m.ConversationID),
 				Body: m.Body, Author: string(m.Author), Verified: m.Verified, CreatedAt: m.CreatedAt}
-			msgs = append(msgs, *d.Last)
+			d.Last = lastOf(&md)
+			msgs = append(msgs, md)
 		}
 		convs = append(convs, d)
 		// Its list of messages (its one message, or none), inserted with the rest: its
