@@ -11,11 +11,11 @@ import (
 )
 
 type conversationDoc struct {
-	ID        string      `bson:"_id"`
-	ProjectID string      `bson:"projectId"`
-	UserID    *string     `bson:"userId,omitempty"`
-	VisitorID string      `bson:"visitorId"`
-	Status    string      `bson:"status"`
+	ID        string          `bson:"_id"`
+	ProjectID string          `bson:"projectId"`
+	UserID    *string         `bson:"userId,omitempty"`
+	VisitorID string          `bson:"visitorId"`
+	Status    string          `bson:"status"`
 	Last      *lastMessageDoc `bson:"last,omitempty"`
 	// Messages counts the conversation's messages; nil on conversations of earlier versions
 	// until the start-up migration counts them.
