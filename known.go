@@ -316,6 +316,9 @@ type Caller struct {
 	Admin bool
 	// BadCredential is true when the request carried a key or token that matched nothing.
 	BadCredential bool
+	// KeyHash is the hash of the secret key that named ProjectID: a subscription, which
+	// outlives the request that started it, checks that the key still names the project.
+	KeyHash string
 }
 
 // Level is how far a widget session's identity is established.

@@ -480,3 +480,42 @@ func TestSessionEventsEndWithTheSession(t *testing.T) {
 		}
 	}
 }
+
+// TestInboxEventsEndWithTheirKey: an agent's subscription made with a secret key ends once the
+// key is rotated away (here with no grace: at once on the rotating instance, within CacheTTL on
+// another), and delivers no event of the project after that.
+func TestInboxEventsEndWithTheirKey(t *testing.T) {
+	t.Parallel()
+	k := startKnown(t)
+	_, key := createProject(t, k.URL, "Rotating")
+	a := mustDialEvents(t, k.URL, map[string]any{"Agent-Secret-Key": key})
+	a.subscribe(`subscription { inboxEvents { `+eventFields+` } }`, nil)
+	time.Sleep(100 * time.Millisecond) // the subscribe message is read by the server
+	createUser(t, k.URL, key, map[string]any{"email": "before@example.com"})
+	if _, e := a.event(waitEvent); e.Type != "USER_CREATED" {
+		t.Fatalf("before the rotation: %+v, want USER_CREATED", e)
+	}
+	var rotated struct{ RotateSecretKey struct{ SecretKey string } }
+	gql(t, k.URL, key, `mutation { rotateSecretKey(input: {graceMinutes: 0}) { secretKey } }`, nil).decode(t, &rotated)
+	if rotated.RotateSecretKey.SecretKey == "" {
+		t.Fatal("rotateSecretKey gave no key")
+	}
+	createUser(t, k.URL, rotated.RotateSecretKey.SecretKey, map[string]any{"email": "after@example.com"})
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitEvent)
+	defer cancel()
+	for {
+		var m wsMessage
+		if err := wsjson.Read(ctx, a.conn, &m); err != nil {
+			t.Fatalf("the subscription of a rotated key neither ended nor answered: %v", err)
+		}
+		switch m.Type {
+		case "ping":
+			_ = wsjson.Write(ctx, a.conn, wsMessage{Type: "pong"})
+		case "next":
+			t.Fatalf("a rotated key's subscription received %s", m.Payload)
+		case "complete", "error":
+			return // ended
+		}
+	}
+}

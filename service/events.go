@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/identity"
@@ -30,7 +31,19 @@ func (s *Service) InboxEvents(ctx context.Context, types []known.EventType) (<-c
 	c, stop := s.events.Subscribe(func(e *known.InboxEvent) bool {
 		return e.ProjectID == p && (len(types) == 0 || slices.Contains(types, e.Type))
 	})
-	return follow(ctx, c, stop, nil), nil
+	// The stream ends once its secret key no longer names the project (rotated, expired, the
+	// project deleted): checked before each event and every CacheTTL, from what this instance
+	// keeps of the key for CacheTTL, so on every instance within 2×CacheTTL of the change and
+	// before any later event. A failed read ends it too (the client subscribes again).
+	hash := known.CallerFromContext(ctx).KeyHash
+	alive := func(ctx context.Context) bool {
+		kp, err := s.projectOfKey(ctx, hash)
+		return err == nil && kp.found && kp.project == p
+	}
+	if hash == "" {
+		alive = nil
+	}
+	return followWhile(ctx, c, stop, nil, alive, CacheTTL), nil
 }
 
 // SessionEvents streams the events of the conversations the widget session may read (its
@@ -61,7 +74,7 @@ func (s *Service) SessionEvents(ctx context.Context) (<-chan *known.InboxEvent, 
 		_, err := s.store.Session(ctx, ss.ID, s.clock())
 		return err == nil
 	}
-	return followWhile(ctx, c, stop, widgetEvent, alive), nil
+	return followWhile(ctx, c, stop, widgetEvent, alive, 0), nil
 }
 
 // widgetEvent is e as a widget may read it.
@@ -79,24 +92,30 @@ func widgetEvent(e *known.InboxEvent) *known.InboxEvent {
 	return &w
 }
 
-// follow passes the events of c on (through transform, when set) until ctx is done or c
-// closes, then ends the subscription.
-func follow(ctx context.Context, c <-chan *known.InboxEvent, stop func(), transform func(*known.InboxEvent) *known.InboxEvent) <-chan *known.InboxEvent {
-	return followWhile(ctx, c, stop, transform, nil)
-}
-
-// followWhile is follow that ends the subscription, instead of passing an event on, once
-// alive (when set) says the subscriber may no longer read.
+// followWhile passes the events of c on (through transform, when set) until ctx is done or c
+// closes, then ends the subscription; it ends it instead of passing an event on once alive
+// (when set) says the subscriber may no longer read, and, with every > 0, also when alive says
+// so at one of its ticks (so that a stream without events ends too).
 func followWhile(ctx context.Context, c <-chan *known.InboxEvent, stop func(), transform func(*known.InboxEvent) *known.InboxEvent,
-	alive func(context.Context) bool) <-chan *known.InboxEvent {
+	alive func(context.Context) bool, every time.Duration) <-chan *known.InboxEvent {
 	out := make(chan *known.InboxEvent)
 	go func() {
 		defer close(out)
 		defer stop()
+		var tick <-chan time.Time
+		if alive != nil && every > 0 {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			tick = t.C
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-tick:
+				if !alive(ctx) {
+					return
+				}
 			case e, ok := <-c:
 				if !ok || (alive != nil && !alive(ctx)) {
 					return

@@ -101,19 +101,29 @@ func (s *Service) Authenticate(ctx context.Context, credential string) (known.Ca
 		return known.Caller{Admin: true}, nil
 	}
 	hash := secret.HashKey(credential)
-	kp, ok := s.keyProjects.get(hash)
-	if !ok {
-		p, err := s.store.ProjectIDByKeyHash(ctx, hash, s.now())
-		if err != nil && known.ErrorCode(err) != known.NotFound {
-			return known.Caller{}, err
-		}
-		kp = keyProject{project: p, found: err == nil}
-		s.keyProjects.put(hash, kp)
+	kp, err := s.projectOfKey(ctx, hash)
+	if err != nil {
+		return known.Caller{}, err
 	}
 	if !kp.found {
 		return known.Caller{BadCredential: true}, nil
 	}
-	return known.Caller{ProjectID: kp.project}, nil
+	return known.Caller{ProjectID: kp.project, KeyHash: hash}, nil
+}
+
+// projectOfKey is what the secret key of this hash names, as this instance last read it
+// (CacheTTL).
+func (s *Service) projectOfKey(ctx context.Context, hash string) (keyProject, error) {
+	kp, ok := s.keyProjects.get(hash)
+	if !ok {
+		p, err := s.store.ProjectIDByKeyHash(ctx, hash, s.now())
+		if err != nil && known.ErrorCode(err) != known.NotFound {
+			return keyProject{}, err
+		}
+		kp = keyProject{project: p, found: err == nil}
+		s.keyProjects.put(hash, kp)
+	}
+	return kp, nil
 }
 
 // keyProject is what a secret key's hash names: a project, or nothing.
