@@ -32,9 +32,10 @@ func (s *Service) InboxEvents(ctx context.Context, types []known.EventType) (<-c
 		return e.ProjectID == p && (len(types) == 0 || slices.Contains(types, e.Type))
 	})
 	// The stream ends once its secret key no longer names the project (rotated, expired, the
-	// project deleted): checked before each event and every CacheTTL, from what this instance
-	// keeps of the key for CacheTTL, so on every instance within 2×CacheTTL of the change and
-	// before any later event. A failed read ends it too (the client subscribes again).
+	// project deleted): checked before each event and every CacheTTL/2, from what this
+	// instance keeps of the key for CacheTTL, so no event reaches it later than CacheTTL after
+	// the change, and an idle stream ends within 1.5×CacheTTL (4.5 s), on every instance. A
+	// failed read ends it too (the client subscribes again).
 	hash := known.CallerFromContext(ctx).KeyHash
 	alive := func(ctx context.Context) bool {
 		kp, err := s.projectOfKey(ctx, hash)
@@ -43,7 +44,7 @@ func (s *Service) InboxEvents(ctx context.Context, types []known.EventType) (<-c
 	if hash == "" {
 		alive = nil
 	}
-	return followWhile(ctx, c, stop, nil, alive, CacheTTL), nil
+	return followWhile(ctx, c, stop, nil, alive, CacheTTL/2), nil
 }
 
 // SessionEvents streams the events of the conversations the widget session may read (its
