@@ -20,11 +20,12 @@ import (
 // index: it reads and decodes the whole collection, while one find by _id costs the same at
 // every size (store/embedded). Measured on an external FerretDB, in its own CPU: a find by _id
 // 0.37 ms; a $in over 1,000 documents of 350 bytes 53 ms, about 0.05 ms per document it
-// decodes (more for larger ones). So on the embedded store a batch is one $in while the
-// collection is small, and one find by _id per id (concurrently) once the collection holds
-// more than perIDFactor documents per id asked: the cost of a page then follows its rows, not
-// the collection.
-const perIDFactor = 6
+// decodes (more for larger ones); each command also costs Known's CPU (the driver, about a
+// third of the store's) and a round trip. So on the embedded store a batch is one $in while
+// the collection is small, and one find by _id per id (concurrently) once the collection holds
+// more than perIDFactor documents per id asked, past where the finds cost less in all: the
+// cost of a page then follows its rows, not the collection.
+const perIDFactor = 20
 
 // sizesTTL is how long a collection's size is taken as known.
 const sizesTTL = 10 * time.Second

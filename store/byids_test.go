@@ -16,7 +16,7 @@ import (
 
 // TestBatchReadsOnTheEmbeddedStore: one id is one find by _id; a batch of users by id is one
 // $in query while the collection is small next to the batch, and one find by _id per distinct
-// id once it holds more than 6 documents per id asked (a $in reads the whole collection on
+// id once it holds more than 20 documents per id asked (a $in reads the whole collection on
 // FerretDB); both answer the same users, each once, without missing ones or another project's.
 func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 	var mu sync.Mutex
@@ -81,7 +81,7 @@ func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 		return w
 	}
 
-	few := []known.UserID{"u001", "u007", "u100", "u119", "u100", "missing"} // 5 distinct: 120 > 6×5
+	few := []known.UserID{"u001", "u007", "u100", "u119", "u100", "missing"} // 5 distinct: 120 > 20×5
 	got, commands := read(few)
 	if !slices.Equal(got, wantOf(few)) {
 		t.Errorf("few: users %v, want %v", got, wantOf(few))
@@ -107,7 +107,7 @@ func TestBatchReadsOnTheEmbeddedStore(t *testing.T) {
 		t.Errorf("one id: profiles %v (%v), commands %v; want u002's, by one find by _id", prs, err, commands)
 	}
 
-	many := append(slices.Clone(ids[:20]), "missing") // 21 distinct: 120 ≤ 6×21
+	many := append(slices.Clone(ids[:20]), "missing") // 21 distinct: 120 ≤ 20×21
 	got, commands = read(many)
 	if !slices.Equal(got, wantOf(many)) {
 		t.Errorf("many: users %v, want %v", got, wantOf(many))
