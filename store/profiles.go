@@ -43,21 +43,51 @@ func (d *profileDoc) profile() *known.Profile {
 const ferretBulk = 20
 
 // SaveProfiles writes users' profiles, each replacing the stored one, in bulk writes (upserts
-// by _id): one command on MongoDB, one per ferretBulk profiles on FerretDB.
+// by _id): one command on MongoDB, one per ferretBulk profiles on FerretDB. Then it reads which
+// of the users still exist and deletes the profiles of the others: a user erased while its
+// profile was fetched keeps nothing (DeleteUser deletes the profile after the user document, so
+// one of the two deletes it, whichever comes last).
 func (s *Store) SaveProfiles(ctx context.Context, prs ...*known.Profile) error {
-	if s.serial.on && len(prs) > ferretBulk {
-		for len(prs) > 0 {
-			n := min(len(prs), ferretBulk)
-			if err := s.SaveProfiles(ctx, prs[:n]...); err != nil {
-				return err
-			}
-			prs = prs[n:]
-		}
-		return nil
-	}
 	if len(prs) == 0 {
 		return nil
 	}
+	chunk := len(prs)
+	if s.serial.on {
+		chunk = ferretBulk
+	}
+	for rest := prs; len(rest) > 0; {
+		n := min(len(rest), chunk)
+		if err := s.saveProfiles(ctx, rest[:n]); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	ids := make([]string, len(prs))
+	for i, pr := range prs {
+		ids[i] = string(pr.UserID)
+	}
+	var users []struct {
+		ID string `bson:"_id"`
+	}
+	if err := s.byIDs(ctx, s.users, ids, &users); err != nil {
+		return err
+	}
+	live := make(map[string]bool, len(users))
+	for _, u := range users {
+		live[u.ID] = true
+	}
+	for _, id := range ids {
+		if !live[id] {
+			if _, err := s.profiles.DeleteOne(ctx, bson.M{"_id": id}); err != nil {
+				return fmt.Errorf("store: deleting an erased user's profile: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// saveProfiles is one bulk write of SaveProfiles.
+func (s *Store) saveProfiles(ctx context.Context, prs []*known.Profile) error {
 	models := make([]mongo.WriteModel, 0, len(prs))
 	ids := make([]string, 0, len(prs))
 	for _, pr := range prs {

@@ -364,6 +364,11 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	if _, err := s.users.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting user: %w", err)
 	}
+	// Again: a profile fetched meanwhile may have been stored since the first delete;
+	// SaveProfiles deletes those it stores after this point (see there).
+	if _, err := s.profiles.DeleteOne(ctx, bson.M{"_id": string(id)}); err != nil {
+		return fmt.Errorf("store: deleting profile: %w", err)
+	}
 	return nil
 }
 
