@@ -319,7 +319,7 @@ func (s *Store) ClaimDelivery(ctx context.Context, id string, now, until time.Ti
 // The condition is said twice: as the filter cond, which MongoDB checks in the write itself,
 // atomically; and as ok, which the embedded store checks on the delivery read by _id in its
 // turn (serial), as updateUserAt does: FerretDB serves no other filter without reading the
-// whole collection, and every write of a delivery in this process takes that turn, so the
+// whole collection, and every update of a delivery in this process takes that turn, so the
 // delivery read is the one the write lands on.
 func (s *Store) updateDeliveryIf(ctx context.Context, id string, cond bson.M, ok func(*deliveryDoc) bool, update bson.M) (*deliveryDoc, error) {
 	defer s.serial.lock(s.deliveries, id)()
