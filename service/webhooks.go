@@ -166,6 +166,9 @@ type WebhookWorker struct {
 	o      WebhookOptions
 	holder string
 	hooks  map[known.ProjectID][]*known.Webhook // per Step
+	// saved is the dispatch position last saved (or read at start): a step that did not move
+	// it writes nothing.
+	saved int64
 }
 
 // NewWebhookWorker returns a worker that dispatches from the saved position (the log's end
@@ -188,7 +191,7 @@ func (s *Service) NewWebhookWorker(ctx context.Context, o WebhookOptions) (*Webh
 	if err != nil {
 		return nil, err
 	}
-	w := &WebhookWorker{svc: s, st: s.store.Background(), o: o, holder: secret.Random(8)}
+	w := &WebhookWorker{svc: s, st: s.store.Background(), o: o, holder: secret.Random(8), saved: from}
 	w.hub = events.New(w.st, events.Options{From: from, Handle: w.dispatch, Now: s.now, Log: o.Log})
 	return w, nil
 }
@@ -211,15 +214,21 @@ func (w *WebhookWorker) Run(ctx context.Context) {
 	}
 }
 
-// Step makes the deliveries of newly published events, saves the dispatch position, and
-// attempts every delivery that is due.
+// Step makes the deliveries of newly published events, saves the dispatch position when it
+// moved (a step that saw no new event writes nothing), and attempts every delivery that is
+// due.
 func (w *WebhookWorker) Step(ctx context.Context) error {
 	w.hooks = map[known.ProjectID][]*known.Webhook{}
 	// A round held back for a missing number is looked at again next step; what is due is
 	// delivered meanwhile.
 	_, err := w.hub.Poll(ctx)
-	if serr := w.st.SetWebhookCursor(ctx, w.hub.Position()); err == nil {
-		err = serr
+	if pos := w.hub.Position(); pos > w.saved {
+		serr := w.st.SetWebhookCursor(ctx, pos)
+		if serr == nil {
+			w.saved = pos
+		} else if err == nil {
+			err = serr
+		}
 	}
 	if err != nil {
 		return err
@@ -274,7 +283,7 @@ func (w *WebhookWorker) attempt(ctx context.Context) error {
 		return err
 	}
 	for _, h := range hooks {
-		pending, err := w.st.PendingDeliveries(ctx, h.ID, 1000)
+		pending, err := w.st.PendingDeliveries(ctx, h.ID, 1000, w.svc.clock())
 		if err != nil {
 			return err
 		}

@@ -39,6 +39,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateLastMessages(ctx); err != nil {
 		return fmt.Errorf("store: trimming conversations' last messages: %w", err)
 	}
+	if err := s.migratePendingDeliveries(ctx); err != nil {
+		return fmt.Errorf("store: listing pending webhook deliveries: %w", err)
+	}
 	return nil
 }
 
@@ -441,4 +444,79 @@ func (s *Store) migrateMessageCounts(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pendingListedID is the _id of the meta document that says the pending deliveries of earlier
+// versions are listed in their webhooks' pending sets (migratePendingDeliveries).
+const pendingListedID = "pendingDeliveriesListed"
+
+// migratePendingDeliveries lists the pending webhook deliveries of earlier versions, which kept
+// no pending sets, in their webhooks' sets (webhooks.go), where the worker now finds them: in
+// the order of their ids, a bucket's worth at a time, each then marked with its bucket
+// (pendingIn) by _id. A start interrupted half way lists again only the unmarked ones (an id
+// listed twice is read once, and removed with its delivery); once all are listed a meta
+// document says so, and later starts skip the scan of the deliveries. The first instance of
+// this version on MongoDB should start alone: a delivery an earlier version makes after the
+// scan is not listed. It first makes the sets' collection, which on the embedded store gets
+// its _id index now rather than at the next start.
+func (s *Store) migratePendingDeliveries(ctx context.Context) error {
+	if s.files != nil {
+		switch err := s.db.CreateCollection(ctx, pendingCollection); {
+		case err == nil:
+			if err := s.files.IndexIDs(ctx, s.db.Name()); err != nil {
+				return err
+			}
+		case !isNamespaceExists(err):
+			return err
+		}
+	}
+	switch err := s.meta().FindOne(ctx, bson.M{"_id": pendingListedID}).Err(); {
+	case err == nil:
+		return nil
+	case !isNoDocuments(err):
+		return err
+	}
+	cur, err := s.deliveries.Find(ctx, bson.M{"status": string(known.DeliveryPending), "pendingIn": bson.M{"$exists": false}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
+			SetProjection(bson.M{"_id": 1, "webhookId": 1, "createdAt": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var docs []deliveryDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return err
+	}
+	for len(docs) > 0 {
+		// A run of one webhook's deliveries, at most a bucket's worth.
+		n := 1
+		for n < len(docs) && n < pendingBucketSize && docs[n].WebhookID == docs[0].WebhookID {
+			n++
+		}
+		entries := make([]pendingEntry, n)
+		for i, d := range docs[:n] {
+			entries[i] = pendingEntry{id: d.ID, at: d.CreatedAt}
+		}
+		in, err := s.pendingSet(known.WebhookID(docs[0].WebhookID)).add(ctx, entries)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if err := s.markListed(ctx, e.id, in[e.id]); err != nil {
+				return err
+			}
+		}
+		docs = docs[n:]
+	}
+	if _, err := s.meta().InsertOne(ctx, bson.M{"_id": pendingListedID}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
+}
+
+// markListed records on delivery id that bucket b of its pending set lists it: one update by
+// _id, in the delivery's turn.
+func (s *Store) markListed(ctx context.Context, id string, b int64) error {
+	defer s.serial.lock(s.deliveries, id)()
+	_, err := s.deliveries.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$set": bson.M{"pendingIn": b}})
+	return err
 }

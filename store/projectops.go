@@ -22,7 +22,8 @@ func (s *Store) Projects(ctx context.Context, page known.Page) ([]*known.Project
 // DeleteProject erases project p and everything it holds: its secret keys first (so that
 // nothing authenticates as it while the rest goes), widget sessions, users, identity keys,
 // organizations, companies, conversations, messages, events, external profiles,
-// identification tokens, used JWT ids, its audit log and its lists (lists.go); the project
+// identification tokens, used JWT ids, its audit log, its lists (lists.go) and its webhooks
+// with their deliveries and pending sets (webhooks.go); the project
 // document goes last, so that an interrupted delete can be repeated. NotFound when there is
 // no such project. Each step is a DeleteMany on projectId (or on a prefix of _id), which
 // scans on the embedded store: deleting a project is rare.
@@ -43,6 +44,9 @@ func (s *Store) DeleteProject(ctx context.Context, p known.ProjectID) error {
 		return fmt.Errorf("store: deleting the project's jwt ids: %w", err)
 	}
 	if err := s.deleteLists(ctx, projectListPrefix(p)); err != nil {
+		return err
+	}
+	if err := s.deleteProjectWebhooks(ctx, p); err != nil {
 		return err
 	}
 	if _, err := s.projects.DeleteOne(ctx, bson.M{"_id": string(p)}); err != nil {

@@ -3,6 +3,11 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/knownhq/known"
@@ -57,7 +62,10 @@ type deliveryDoc struct {
 	DeliveredAt      *time.Time `bson:"deliveredAt,omitempty"`
 	LeaseUntil       *time.Time `bson:"leaseUntil,omitempty"`
 	LeaseToken       string     `bson:"leaseToken,omitempty"`
-	CreatedAt        time.Time  `bson:"createdAt"`
+	// PendingIn is the bucket of its webhook's pending set that lists it (nil for a delivery
+	// of an earlier version that the start-up migration has not listed yet).
+	PendingIn *int64    `bson:"pendingIn,omitempty"`
+	CreatedAt time.Time `bson:"createdAt"`
 }
 
 func (d *deliveryDoc) delivery() *known.WebhookDelivery {
@@ -162,8 +170,36 @@ func (s *Store) DeleteWebhook(ctx context.Context, p known.ProjectID, id known.W
 	if r.DeletedCount == 0 {
 		return notFound("webhook")
 	}
+	return s.deleteWebhookData(ctx, id)
+}
+
+// deleteWebhookData deletes webhook id's deliveries, then its pending set. Both scan (a filter
+// on webhookId, a prefix of _id): deleting a webhook is rare.
+func (s *Store) deleteWebhookData(ctx context.Context, id known.WebhookID) error {
 	if _, err := s.deliveries.DeleteMany(ctx, bson.M{"webhookId": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting webhook deliveries: %w", err)
+	}
+	if _, err := s.pending().DeleteMany(ctx, bson.M{"_id": bson.M{"$regex": "^" + regexp.QuoteMeta(string(id)+"|")}}); err != nil {
+		return fmt.Errorf("store: deleting webhook %s's pending set: %w", id, err)
+	}
+	return nil
+}
+
+// deleteProjectWebhooks deletes project p's webhooks, their deliveries and their pending sets
+// (DeleteProject): a deleted project's events must not go out any more. The webhooks go last,
+// so that an interrupted delete can be repeated.
+func (s *Store) deleteProjectWebhooks(ctx context.Context, p known.ProjectID) error {
+	hooks, err := s.Webhooks(ctx, p)
+	if err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		if err := s.deleteWebhookData(ctx, h.ID); err != nil {
+			return err
+		}
+	}
+	if _, err := s.webhooks.DeleteMany(ctx, bson.M{"projectId": string(p)}); err != nil {
+		return fmt.Errorf("store: deleting the project's webhooks: %w", err)
 	}
 	return nil
 }
@@ -206,12 +242,20 @@ func (s *Store) WebhookSucceeded(ctx context.Context, id known.WebhookID) error 
 }
 
 // AddDelivery stores a new delivery; one that exists already (made by another instance, or
-// before a restart) is left as it is.
+// before a restart) is left as it is. Its id goes into its webhook's pending set first, so that
+// a delivery is never pending without being listed there: a process that stops between the two
+// writes leaves an id whose delivery is missing, which PendingDeliveries skips and removes (as
+// it removes the second listing of a delivery made again).
 func (s *Store) AddDelivery(ctx context.Context, d *known.WebhookDelivery) error {
-	_, err := s.deliveries.InsertOne(ctx, deliveryDoc{ID: d.ID, WebhookID: string(d.WebhookID), ProjectID: string(d.ProjectID),
+	in, err := s.pendingSet(d.WebhookID).add(ctx, []pendingEntry{{id: d.ID, at: d.CreatedAt}})
+	if err != nil {
+		return err
+	}
+	b := in[d.ID]
+	_, err = s.deliveries.InsertOne(ctx, deliveryDoc{ID: d.ID, WebhookID: string(d.WebhookID), ProjectID: string(d.ProjectID),
 		EventID: string(d.EventID), EventSeq: d.EventSeq, EventType: string(d.EventType), OrderKey: d.OrderKey,
 		UserID: (*string)(d.UserID), Body: d.Body,
-		Status: string(known.DeliveryPending), NextAttemptAt: d.NextAttemptAt, CreatedAt: d.CreatedAt})
+		Status: string(known.DeliveryPending), NextAttemptAt: d.NextAttemptAt, PendingIn: &b, CreatedAt: d.CreatedAt})
 	if err != nil && !mongo.IsDuplicateKeyError(err) {
 		return fmt.Errorf("store: adding a webhook delivery: %w", err)
 	}
@@ -237,35 +281,73 @@ func (s *Store) EnabledWebhooks(ctx context.Context) ([]*known.Webhook, map[know
 }
 
 // PendingDeliveries returns up to limit of webhook w's pending deliveries, oldest event first
-// (by _id, which the index on webhookId and _id serves).
-func (s *Store) PendingDeliveries(ctx context.Context, w known.WebhookID, limit int) ([]*known.WebhookDelivery, error) {
-	cur, err := s.deliveries.Find(ctx, bson.M{"webhookId": string(w), "status": string(known.DeliveryPending)},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+// (by _id), from its pending set: the set's head, the buckets up to the limit, and the
+// deliveries they list, each by _id, so that the cost follows the pending deliveries, not every
+// delivery ever made. On the way it removes what the set lists in vain (a delivery finished or
+// listed twice; one missing for pendingGrace after it was listed, at now) and closes the
+// buckets that emptied.
+func (s *Store) PendingDeliveries(ctx context.Context, w known.WebhookID, limit int, now time.Time) ([]*known.WebhookDelivery, error) {
+	docs, err := s.pendingSet(w).read(ctx, limit, now)
 	if err != nil {
 		return nil, fmt.Errorf("store: listing pending deliveries: %w", err)
 	}
-	var docs []deliveryDoc
-	if err := cur.All(ctx, &docs); err != nil {
-		return nil, fmt.Errorf("store: listing pending deliveries: %w", err)
+	slices.SortFunc(docs, func(a, b deliveryDoc) int { return strings.Compare(a.ID, b.ID) })
+	if len(docs) > limit {
+		docs = docs[:limit]
 	}
 	return mapDocs(docs, (*deliveryDoc).delivery), nil
 }
 
 // ClaimDelivery takes the lease of pending delivery id until until, for token, if no one
-// holds it: a conditional single-document update (atomic on MongoDB), so that one instance
-// at a time attempts a delivery. It reports whether it took it.
+// holds it (none has, or its lease ended by now), so that one instance at a time attempts a
+// delivery. It reports whether it took it. One conditional write by _id (updateDeliveryIf).
 func (s *Store) ClaimDelivery(ctx context.Context, id string, now, until time.Time, token string) (bool, error) {
-	defer s.serial.lock(s.deliveries, id)()
-	err := s.deliveries.FindOneAndUpdate(ctx, bson.M{"_id": id, "status": string(known.DeliveryPending),
-		"$or": bson.A{bson.M{"leaseUntil": nil}, bson.M{"leaseUntil": bson.M{"$lte": now}}}},
-		bson.M{"$set": bson.M{"leaseUntil": until, "leaseToken": token}}).Err()
-	if isNoDocuments(err) {
-		return false, nil
-	}
+	d, err := s.updateDeliveryIf(ctx, id,
+		bson.M{"status": string(known.DeliveryPending), "$or": bson.A{bson.M{"leaseUntil": nil}, bson.M{"leaseUntil": bson.M{"$lte": now}}}},
+		func(d *deliveryDoc) bool {
+			return d.Status == string(known.DeliveryPending) && (d.LeaseUntil == nil || !d.LeaseUntil.After(now))
+		},
+		bson.M{"$set": bson.M{"leaseUntil": until, "leaseToken": token}})
 	if err != nil {
 		return false, fmt.Errorf("store: claiming a delivery: %w", err)
 	}
-	return true, nil
+	return d != nil, nil
+}
+
+// updateDeliveryIf applies update to delivery id if it meets a condition, and returns the
+// delivery as it was before (nil, changing nothing, when it is missing or does not meet it).
+// The condition is said twice: as the filter cond, which MongoDB checks in the write itself,
+// atomically; and as ok, which the embedded store checks on the delivery read by _id in its
+// turn (serial), as updateUserAt does: FerretDB serves no other filter without reading the
+// whole collection, and every update of a delivery in this process takes that turn, so the
+// delivery read is the one the write lands on.
+func (s *Store) updateDeliveryIf(ctx context.Context, id string, cond bson.M, ok func(*deliveryDoc) bool, update bson.M) (*deliveryDoc, error) {
+	defer s.serial.lock(s.deliveries, id)()
+	filter := bson.M{"_id": id}
+	if s.serial.on {
+		var d deliveryDoc
+		err := s.deliveries.FindOne(ctx, filter).Decode(&d)
+		if isNoDocuments(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !ok(&d) {
+			return nil, nil
+		}
+	} else {
+		maps.Copy(filter, cond)
+	}
+	var before deliveryDoc
+	err := s.deliveries.FindOneAndUpdate(ctx, filter, update).Decode(&before)
+	if isNoDocuments(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &before, nil
 }
 
 // Attempt is the outcome of one delivery attempt.
@@ -279,7 +361,8 @@ type Attempt struct {
 }
 
 // RecordAttempt records an attempt on delivery id under the lease token, and releases the
-// lease; false when the lease was lost meanwhile (another instance's attempt counts instead).
+// lease; false, changing nothing, when the lease was lost meanwhile (another instance's
+// attempt counts instead). A delivery delivered or given up leaves its webhook's pending set.
 func (s *Store) RecordAttempt(ctx context.Context, id, token string, a Attempt) (bool, error) {
 	set := bson.M{"status": string(known.DeliveryPending)}
 	unset := bson.M{"leaseUntil": "", "leaseToken": ""}
@@ -303,14 +386,21 @@ func (s *Store) RecordAttempt(ctx context.Context, id, token string, a Attempt) 
 	} else {
 		unset["lastError"] = ""
 	}
-	defer s.serial.lock(s.deliveries, id)()
-	err := s.deliveries.FindOneAndUpdate(ctx, bson.M{"_id": id, "leaseToken": token},
-		bson.M{"$set": set, "$unset": unset, "$inc": bson.M{"attempts": 1}}).Err()
-	if isNoDocuments(err) {
-		return false, nil
-	}
+	before, err := s.updateDeliveryIf(ctx, id, bson.M{"leaseToken": token},
+		func(d *deliveryDoc) bool { return token != "" && d.LeaseToken == token },
+		bson.M{"$set": set, "$unset": unset, "$inc": bson.M{"attempts": 1}})
 	if err != nil {
 		return false, fmt.Errorf("store: recording a delivery attempt: %w", err)
+	}
+	if before == nil {
+		return false, nil
+	}
+	// Only once the attempt that finishes it is recorded: a process that stops before this
+	// leaves the id listed, and PendingDeliveries removes it when it finds it finished.
+	if (a.Delivered || a.Failed) && before.PendingIn != nil {
+		if err := s.pendingSet(known.WebhookID(before.WebhookID)).remove(ctx, *before.PendingIn, []string{id}); err != nil {
+			return true, err
+		}
 	}
 	return true, nil
 }
@@ -347,4 +437,316 @@ func (s *Store) SetWebhookCursor(ctx context.Context, next int64) error {
 		return fmt.Errorf("store: saving the webhook dispatch position: %w", err)
 	}
 	return nil
+}
+
+// Pending sets. Each webhook keeps the ids of its pending deliveries in documents addressed by
+// _id, so that the worker finds them without a query on webhook_deliveries, which the embedded
+// store answers by reading every delivery ever made. A set is kept in buckets, as lists.go's
+// lists are: a head {_id: "<webhook>|h", n: <positions given out>, lo: <every bucket below is
+// closed>} and buckets {_id: "<webhook>|<b>", e: {"<delivery id>": <listed at>}, closed, next},
+// bucket b holding the ids listed at positions b*pendingBucketSize+1 … (b+1)*pendingBucketSize.
+// An id is listed by taking a position from the head ($inc) and then setting it in that
+// position's bucket, and removed by unsetting it there: each write is one update by _id of a
+// document of at most pendingBucketSize ids, whatever the set holds.
+//
+// A bucket whose positions are all given out and which lists no id is closed, and a listing
+// that took a position in it and comes after is refused (it takes another position), so no id
+// is ever listed where readers no longer look. Readers start at the head's lo and go past a
+// run of closed buckets by the next of the open bucket before it (or lo), both set once they
+// saw the run: a read visits the buckets that list pending deliveries, not every bucket a
+// webhook ever had. Closed buckets stay (a few bytes each, one per pendingBucketSize
+// deliveries): deleted, one could be made again by a late listing.
+//
+// What bounds a set: an id stays listed while its delivery is pending, and a delivery stops
+// being pending when it is delivered or given up after webhook.MaxAttempts attempts (about 39
+// hours); ids listed in vain (a delivery made twice, or never stored) go at the next read. So
+// an enabled webhook lists about the events of the last 39 hours; a disabled one's deliveries
+// wait unattempted and keep being listed until it is enabled again (or deleted), but its set
+// is not read meanwhile, and no document of it grows past pendingBucketSize ids (about 6 KB),
+// far from MongoDB's 16 MB.
+
+const (
+	pendingCollection = "webhook_pending"
+	// pendingBucketSize is the ids a bucket lists: FerretDB rewrites a document whole at each
+	// update, so a bucket stays a few kilobytes; a read of 1,000 pending deliveries reads about
+	// ten.
+	pendingBucketSize = 100
+	// pendingGrace is how long an id stays listed while its delivery is missing: AddDelivery
+	// lists it before it stores the delivery (another instance's may be between the two), and
+	// one missing for longer was never stored.
+	pendingGrace = 10 * time.Minute
+)
+
+func (s *Store) pending() *mongo.Collection { return s.db.Collection(pendingCollection) }
+
+// pendingSet is webhook w's set of pending deliveries.
+type pendingSet struct {
+	s *Store
+	w known.WebhookID
+}
+
+func (s *Store) pendingSet(w known.WebhookID) pendingSet { return pendingSet{s: s, w: w} }
+
+func (p pendingSet) headID() string { return string(p.w) + "|h" }
+
+func (p pendingSet) bucketID(b int64) string { return string(p.w) + "|" + strconv.FormatInt(b, 10) }
+
+// pendingBucketOf is the bucket of position pos (positions start at 1).
+func pendingBucketOf(pos int64) int64 { return (pos - 1) / pendingBucketSize }
+
+type pendingHead struct {
+	N  int64 `bson:"n"`
+	Lo int64 `bson:"lo"`
+}
+
+type pendingBucket struct {
+	E      map[string]time.Time `bson:"e"`
+	Closed bool                 `bson:"closed"`
+	Next   int64                `bson:"next"`
+}
+
+// pendingEntry is a delivery id to list, and when it was made.
+type pendingEntry struct {
+	id string
+	at time.Time
+}
+
+// add lists entries, in their order, and returns the bucket each is listed in (by id): one
+// update of the head and one of each bucket they fall in.
+func (p pendingSet) add(ctx context.Context, entries []pendingEntry) (map[string]int64, error) {
+	in := make(map[string]int64, len(entries))
+	todo := entries
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == 10 {
+			return nil, fmt.Errorf("store: listing pending deliveries of webhook %s: the buckets kept closing", p.w)
+		}
+		var h pendingHead
+		err := func() error {
+			// In the head's turn (serial.go): FerretDB would lose one of two concurrent $inc.
+			defer p.s.serial.lock(p.s.pending(), p.headID())()
+			return upsertByID(ctx, p.s.pending(), p.headID(), bson.M{"$inc": bson.M{"n": int64(len(todo))}}, &h)
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("store: listing pending deliveries of webhook %s: %w", p.w, err)
+		}
+		first := h.N - int64(len(todo)) + 1
+		var buckets []int64
+		byBucket := map[int64][]pendingEntry{}
+		for i, e := range todo {
+			b := pendingBucketOf(first + int64(i))
+			if _, ok := byBucket[b]; !ok {
+				buckets = append(buckets, b)
+			}
+			byBucket[b] = append(byBucket[b], e)
+		}
+		var refused []pendingEntry
+		for _, b := range buckets {
+			ok, err := p.put(ctx, b, byBucket[b])
+			if err != nil {
+				return nil, fmt.Errorf("store: listing pending deliveries of webhook %s: %w", p.w, err)
+			}
+			if !ok {
+				refused = append(refused, byBucket[b]...)
+				continue
+			}
+			for _, e := range byBucket[b] {
+				in[e.id] = b
+			}
+		}
+		todo = refused
+	}
+	return in, nil
+}
+
+// put lists entries in bucket b and reports true, or false, listing nothing, when b is closed.
+func (p pendingSet) put(ctx context.Context, b int64, entries []pendingEntry) (bool, error) {
+	id, coll := p.bucketID(b), p.s.pending()
+	set, unset := bson.M{}, bson.M{}
+	for _, e := range entries {
+		set["e."+e.id], unset["e."+e.id] = e.at, ""
+	}
+	defer p.s.serial.lock(coll, id)()
+	if p.s.serial.on {
+		// In the bucket's turn nothing closes it between this write and the look at the bucket
+		// it returns: one command where a read before it would be two.
+		var d pendingBucket
+		if err := upsertByID(ctx, coll, id, bson.M{"$set": set}, &d); err != nil {
+			return false, err
+		}
+		if !d.Closed {
+			return true, nil
+		}
+		_, err := coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$unset": unset})
+		return false, err
+	}
+	var err error
+	for range 2 {
+		// A closed bucket does not match, and the upsert then fails on its _id; so may one of
+		// two concurrent upserts of a new bucket, once.
+		_, err = coll.UpdateOne(ctx, bson.M{"_id": id, "closed": bson.M{"$ne": true}}, bson.M{"$set": set},
+			options.UpdateOne().SetUpsert(true))
+		if !mongo.IsDuplicateKeyError(err) {
+			break
+		}
+	}
+	if mongo.IsDuplicateKeyError(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// remove removes ids from bucket b: one update by _id.
+func (p pendingSet) remove(ctx context.Context, b int64, ids []string) error {
+	id, coll := p.bucketID(b), p.s.pending()
+	unset := bson.M{}
+	for _, x := range ids {
+		unset["e."+x] = ""
+	}
+	defer p.s.serial.lock(coll, id)()
+	if _, err := coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$unset": unset}); err != nil {
+		return fmt.Errorf("store: removing pending deliveries of webhook %s: %w", p.w, err)
+	}
+	return nil
+}
+
+// close closes bucket b, every position of which the caller saw given out, if it lists no id,
+// and reports whether it is closed.
+func (p pendingSet) close(ctx context.Context, b int64) (bool, error) {
+	id, coll := p.bucketID(b), p.s.pending()
+	closed := bson.M{"$set": bson.M{"closed": true}}
+	if p.s.serial.on {
+		defer p.s.serial.lock(coll, id)()
+		var d pendingBucket
+		if err := coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d); err != nil && !isNoDocuments(err) {
+			return false, err
+		}
+		if d.Closed || len(d.E) > 0 {
+			return d.Closed, nil
+		}
+		return true, upsertByID(ctx, coll, id, closed, nil)
+	}
+	// Empty, or never written (every listing there stopped half way): else the upsert fails on
+	// the _id of the bucket that lists an id.
+	_, err := coll.UpdateOne(ctx, bson.M{"_id": id, "e": bson.M{"$in": bson.A{bson.M{}, nil}}}, closed,
+		options.UpdateOne().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// skip records that the buckets after from and before to are closed: as the head's lo when
+// from is -1 (every bucket before to is closed), else as bucket from's next. Both only grow,
+// and a closed bucket never opens, so neither ever points past an open bucket.
+func (p pendingSet) skip(ctx context.Context, from, to int64) error {
+	id, field := p.headID(), "lo"
+	if from >= 0 {
+		id, field = p.bucketID(from), "next"
+	}
+	defer p.s.serial.lock(p.s.pending(), id)()
+	if _, err := p.s.pending().UpdateOne(ctx, bson.M{"_id": id}, bson.M{"$max": bson.M{field: to}}); err != nil {
+		return fmt.Errorf("store: reading pending deliveries of webhook %s: %w", p.w, err)
+	}
+	return nil
+}
+
+// read returns at least limit of the pending deliveries the set lists (all of them when it
+// lists fewer), in the order they were listed, each once; see PendingDeliveries.
+func (p pendingSet) read(ctx context.Context, limit int, now time.Time) ([]deliveryDoc, error) {
+	coll := p.s.pending()
+	var h pendingHead
+	if err := coll.FindOne(ctx, bson.M{"_id": p.headID()}).Decode(&h); err != nil {
+		if isNoDocuments(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []deliveryDoc
+	seen := map[string]bool{}
+	// prev is the last open bucket read (-1: none yet, the run starts at lo); run says that
+	// closed buckets followed it.
+	prev, run := int64(-1), false
+	b := h.Lo
+	for h.N > 0 && b <= pendingBucketOf(h.N) && len(out) < limit {
+		var d pendingBucket
+		if err := coll.FindOne(ctx, bson.M{"_id": p.bucketID(b)}).Decode(&d); err != nil && !isNoDocuments(err) {
+			return nil, err
+		}
+		live := 0
+		if !d.Closed {
+			docs, n, err := p.check(ctx, b, d.E, seen, now)
+			if err != nil {
+				return nil, err
+			}
+			out, live = append(out, docs...), n
+		}
+		closed := d.Closed
+		if !closed && live == 0 && h.N >= (b+1)*pendingBucketSize {
+			var err error
+			if closed, err = p.close(ctx, b); err != nil {
+				return nil, err
+			}
+		}
+		if closed {
+			run = true
+			b++
+			continue
+		}
+		if run {
+			if err := p.skip(ctx, prev, b); err != nil {
+				return nil, err
+			}
+			run = false
+		}
+		prev = b
+		b = max(b+1, d.Next)
+	}
+	if run {
+		if err := p.skip(ctx, prev, b); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// check reads the deliveries bucket b lists (entries) and returns the pending ones not seen
+// yet, and how many entries stay listed; it removes the entries listed in vain: a delivery
+// finished, listed again in another bucket (made twice), or missing past pendingGrace.
+func (p pendingSet) check(ctx context.Context, b int64, entries map[string]time.Time, seen map[string]bool, now time.Time) ([]deliveryDoc, int, error) {
+	if len(entries) == 0 {
+		return nil, 0, nil
+	}
+	ids := slices.Sorted(maps.Keys(entries))
+	var docs []deliveryDoc
+	if err := p.s.byIDs(ctx, p.s.deliveries, ids, &docs); err != nil {
+		return nil, 0, err
+	}
+	found := make(map[string]*deliveryDoc, len(docs))
+	for i := range docs {
+		found[docs[i].ID] = &docs[i]
+	}
+	var out []deliveryDoc
+	var gone []string
+	live := 0
+	for _, id := range ids {
+		d, ok := found[id]
+		switch {
+		case !ok && now.Sub(entries[id]) < pendingGrace:
+			live++ // being made: listed first, stored next
+		case !ok, d.Status != string(known.DeliveryPending), d.WebhookID != string(p.w), d.PendingIn != nil && *d.PendingIn != b:
+			gone = append(gone, id)
+		case seen[id]:
+			live++ // an earlier version's delivery listed twice by an interrupted migration
+		default:
+			live++
+			seen[id] = true
+			out = append(out, *d)
+		}
+	}
+	if len(gone) > 0 {
+		if err := p.remove(ctx, b, gone); err != nil {
+			return nil, 0, err
+		}
+	}
+	return out, live, nil
 }
