@@ -77,11 +77,8 @@ func (r *webhookResolver) Deliveries(ctx context.Context, obj *known.Webhook, fi
 	if err != nil {
 		return nil, err
 	}
-	edges, info := connect(ds, more, func(d *known.WebhookDelivery) string { return d.ID },
-		func(c string, d *known.WebhookDelivery) *model.WebhookDeliveryEdge {
-			return &model.WebhookDeliveryEdge{Cursor: c, Node: d}
-		})
-	return &model.WebhookDeliveryConnection{Edges: edges, Nodes: ds, PageInfo: info}, nil
+	id := func(d *known.WebhookDelivery) string { return d.ID }
+	return &model.WebhookDeliveryConnection{Nodes: ds, PageInfo: model.NewPageInfo(len(ds), more, byID(ds, id))}, nil
 }
 
 // EventID is the resolver for the eventId field.
