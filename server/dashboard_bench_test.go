@@ -13,8 +13,12 @@ import (
 	"time"
 )
 
-var dashboardProfile = flag.String("dashboard-memprofile", "",
-	"BenchmarkDashboard: write the allocation profiles before (FILE.base) and after (FILE) Fresh100's requests")
+var (
+	dashboardProfile = flag.String("dashboard-memprofile", "",
+		"BenchmarkDashboard: write the allocation profiles before (FILE.base) and after (FILE) Fresh100's requests")
+	dashboardCPUProfile = flag.String("dashboard-cpuprofile", "",
+		"BenchmarkDashboard: write a CPU profile of Fresh100's requests alone to FILE (not with -cpuprofile)")
+)
 
 // BenchmarkDashboard measures the inbox query of issue 10 (dashboardQuery: every field of the
 // dashboard page, messages included) through the whole HTTP stack, in this process, for pages
@@ -38,7 +42,8 @@ var dashboardProfile = flag.String("dashboard-memprofile", "",
 //
 // With -dashboard-memprofile FILE it writes the allocation profiles before and after
 // Fresh100's requests (go tool pprof -sample_index=alloc_objects -top -base FILE.base FILE;
-// add -memprofilerate 1 for exact counts).
+// add -memprofilerate 1 for exact counts); with -dashboard-cpuprofile FILE, a CPU profile of
+// those requests alone.
 func BenchmarkDashboard(b *testing.B) {
 	counter := &commandCounter{}
 	k := inProcessKnown(b, counter.monitor())
@@ -51,7 +56,7 @@ func BenchmarkDashboard(b *testing.B) {
 	readInbox(b, k.URL, key, 100) // fetches every profile: later reads find them fresh
 	k.settle(b)
 
-	page := func(n int, stale bool, profile string) func(b *testing.B) {
+	page := func(n int, stale bool, profile, cpuProfile string) func(b *testing.B) {
 		return func(b *testing.B) {
 			readInbox(b, k.URL, key, n) // warm: the key's project and the endpoint are cached
 			k.settle(b)
@@ -59,6 +64,10 @@ func BenchmarkDashboard(b *testing.B) {
 			var base *bytes.Buffer
 			if profile != "" {
 				base = allocProfile(b)
+			}
+			if cpuProfile != "" {
+				stop := startCPUProfile(b, cpuProfile)
+				defer stop()
 			}
 			b.ReportAllocs()
 			commands, mallocs, allocated, cpu := 0, uint64(0), uint64(0), time.Duration(0)
@@ -90,10 +99,10 @@ func BenchmarkDashboard(b *testing.B) {
 			b.ReportMetric(perOp(uint64(cpu)), "cpu-ns/op")
 		}
 	}
-	b.Run("Fresh10", page(10, false, ""))
-	b.Run("Fresh100", page(100, false, *dashboardProfile))
-	b.Run("Stale10", page(10, true, ""))
-	b.Run("Stale100", page(100, true, ""))
+	b.Run("Fresh10", page(10, false, "", ""))
+	b.Run("Fresh100", page(100, false, *dashboardProfile, *dashboardCPUProfile))
+	b.Run("Stale10", page(10, true, "", ""))
+	b.Run("Stale100", page(100, true, "", ""))
 }
 
 // allocs are the allocations and bytes of one request.
@@ -191,5 +200,23 @@ func writeAllocProfile(tb testing.TB, path string, base *bytes.Buffer) {
 	}
 	if err := os.WriteFile(path+".base", base.Bytes(), 0o644); err != nil {
 		tb.Fatalf("writing %s.base: %v", path, err)
+	}
+}
+
+// startCPUProfile starts writing a CPU profile to path and returns what stops it.
+func startCPUProfile(tb testing.TB, path string) func() {
+	tb.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		tb.Fatalf("CPU profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		tb.Fatalf("CPU profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			tb.Errorf("CPU profile: %v", err)
+		}
 	}
 }
