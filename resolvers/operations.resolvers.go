@@ -68,8 +68,7 @@ func (r *queryResolver) Projects(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, err
 	}
-	id := func(p *known.Project) string { return string(p.ID) }
-	return &model.ProjectConnection{Nodes: ps, PageInfo: model.NewPageInfo(len(ps), more, byID(ps, id))}, nil
+	return &model.ProjectConnection{Nodes: ps, PageInfo: idPage(ps, more, func(p *known.Project) string { return string(p.ID) })}, nil
 }
 
 // ExportUser is the resolver for the exportUser field.
@@ -99,8 +98,7 @@ func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string,
 	if err != nil {
 		return nil, err
 	}
-	id := func(e *known.AuditEntry) string { return e.ID }
-	return &model.AuditEntryConnection{Nodes: es, PageInfo: model.NewPageInfo(len(es), more, byID(es, id))}, nil
+	return &model.AuditEntryConnection{Nodes: es, PageInfo: idPage(es, more, func(e *known.AuditEntry) string { return e.ID })}, nil
 }
 
 // AuditActor returns graph.AuditActorResolver implementation.

@@ -113,21 +113,20 @@ func positionPageArgs(l keptList, first *int, after *string) (page known.Page, b
 	return page, false, badCursor()
 }
 
-// byID is the cursors of a page of nodes listed by document id.
-func byID[N any](nodes []N, id func(N) string) model.Cursors {
-	return func(i int) string { return encodeCursor(id(nodes[i])) }
+// idPage is the page info of a page of nodes listed by document id; it encodes a cursor only
+// when a query asks for one.
+func idPage[N any](nodes []N, more bool, id func(N) string) *model.PageInfo {
+	return model.NewPageInfo(len(nodes), more, func(i int) string { return encodeCursor(id(nodes[i])) })
 }
 
-// byPosition is the cursors of a page of kept list l: after[i] is the store's page.After for
-// the page's i-th item.
-func byPosition(l keptList, after []string) model.Cursors {
-	return func(i int) string { return encodePosition(l, after[i]) }
+// positionPage is the page info of a page of n items of kept list l: after[i] is the store's
+// page.After for its i-th item.
+func positionPage(l keptList, n int, after []string, more bool) *model.PageInfo {
+	return model.NewPageInfo(n, more, func(i int) string { return encodePosition(l, after[i]) })
 }
-
-func userID(u *known.User) string { return string(u.ID) }
 
 func userConnection(users []*known.User, more bool) *model.UserConnection {
-	return &model.UserConnection{Nodes: users, PageInfo: model.NewPageInfo(len(users), more, byID(users, userID))}
+	return &model.UserConnection{Nodes: users, PageInfo: idPage(users, more, func(u *known.User) string { return string(u.ID) })}
 }
 
 // userErrors splits a service error for a mutation payload: the user errors to report in it,
@@ -167,57 +166,52 @@ func result[T any](v T, err error) (T, []*model.UserError, error) {
 }
 
 func companyConnection(cs []*known.Company, more bool) *model.CompanyConnection {
-	id := func(c *known.Company) string { return string(c.ID) }
-	return &model.CompanyConnection{Nodes: cs, PageInfo: model.NewPageInfo(len(cs), more, byID(cs, id))}
+	return &model.CompanyConnection{Nodes: cs, PageInfo: idPage(cs, more, func(c *known.Company) string { return string(c.ID) })}
 }
 
 func organizationConnection(os []*known.Organization, more bool) *model.OrganizationConnection {
-	id := func(o *known.Organization) string { return string(o.ID) }
-	return &model.OrganizationConnection{Nodes: os, PageInfo: model.NewPageInfo(len(os), more, byID(os, id))}
+	return &model.OrganizationConnection{Nodes: os, PageInfo: idPage(os, more, func(o *known.Organization) string { return string(o.ID) })}
 }
 
 func conversationConnection(cs []*known.Conversation, more bool) *model.ConversationConnection {
-	id := func(c *known.Conversation) string { return string(c.ID) }
-	return &model.ConversationConnection{Nodes: cs, PageInfo: model.NewPageInfo(len(cs), more, byID(cs, id))}
+	return &model.ConversationConnection{Nodes: cs, PageInfo: idPage(cs, more, func(c *known.Conversation) string { return string(c.ID) })}
 }
 
 // positionConversationConnection is conversationConnection for a page of a list the store
 // keeps: after[i] is the store's page.After for cs[i].
 func positionConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
-	return &model.ConversationConnection{Nodes: cs, PageInfo: model.NewPageInfo(len(cs), more, byPosition(conversationList, after))}
+	return &model.ConversationConnection{Nodes: cs, PageInfo: positionPage(conversationList, len(cs), after, more)}
 }
 
 // positionUserConnection is userConnection for a page of the project's list of users.
 func positionUserConnection(us []*known.User, after []string, more bool) *model.UserConnection {
-	return &model.UserConnection{Nodes: us, PageInfo: model.NewPageInfo(len(us), more, byPosition(userList, after))}
+	return &model.UserConnection{Nodes: us, PageInfo: positionPage(userList, len(us), after, more)}
 }
 
 // positionCompanyConnection is companyConnection for a page of the project's list of
 // companies.
 func positionCompanyConnection(cs []*known.Company, after []string, more bool) *model.CompanyConnection {
-	return &model.CompanyConnection{Nodes: cs, PageInfo: model.NewPageInfo(len(cs), more, byPosition(companyList, after))}
+	return &model.CompanyConnection{Nodes: cs, PageInfo: positionPage(companyList, len(cs), after, more)}
 }
 
 // positionOrganizationConnection is organizationConnection for a page of the project's list
 // of organizations.
 func positionOrganizationConnection(os []*known.Organization, after []string, more bool) *model.OrganizationConnection {
-	return &model.OrganizationConnection{Nodes: os, PageInfo: model.NewPageInfo(len(os), more, byPosition(organizationList, after))}
+	return &model.OrganizationConnection{Nodes: os, PageInfo: positionPage(organizationList, len(os), after, more)}
 }
 
 // positionMessageConnection is messageConnection for a page of a conversation's list of
 // messages.
 func positionMessageConnection(ms []*known.Message, after []string, more bool) *model.MessageConnection {
-	return &model.MessageConnection{Nodes: ms, PageInfo: model.NewPageInfo(len(ms), more, byPosition(messageList, after))}
+	return &model.MessageConnection{Nodes: ms, PageInfo: positionPage(messageList, len(ms), after, more)}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {
-	id := func(m *known.Message) string { return string(m.ID) }
-	return &model.MessageConnection{Nodes: ms, PageInfo: model.NewPageInfo(len(ms), more, byID(ms, id))}
+	return &model.MessageConnection{Nodes: ms, PageInfo: idPage(ms, more, func(m *known.Message) string { return string(m.ID) })}
 }
 
 func eventConnection(es []*known.Event, more bool) *model.EventConnection {
-	id := func(e *known.Event) string { return string(e.ID) }
-	return &model.EventConnection{Nodes: es, PageInfo: model.NewPageInfo(len(es), more, byID(es, id))}
+	return &model.EventConnection{Nodes: es, PageInfo: idPage(es, more, func(e *known.Event) string { return string(e.ID) })}
 }
 
 // slicePage pages a short list held in memory (a user's companies or organizations) the way

@@ -77,8 +77,7 @@ func (r *webhookResolver) Deliveries(ctx context.Context, obj *known.Webhook, fi
 	if err != nil {
 		return nil, err
 	}
-	id := func(d *known.WebhookDelivery) string { return d.ID }
-	return &model.WebhookDeliveryConnection{Nodes: ds, PageInfo: model.NewPageInfo(len(ds), more, byID(ds, id))}, nil
+	return &model.WebhookDeliveryConnection{Nodes: ds, PageInfo: idPage(ds, more, func(d *known.WebhookDelivery) string { return d.ID })}, nil
 }
 
 // EventID is the resolver for the eventId field.
