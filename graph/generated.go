@@ -116,14 +116,14 @@ type ComplexityRoot struct {
 	}
 
 	Conversation struct {
-		CreatedAt   func(childComplexity int) int
-		GlobalID    func(childComplexity int) int
-		LastMessage func(childComplexity int) int
-		Messages    func(childComplexity int, first *int, after *string) int
-		Status      func(childComplexity int) int
-		UpdatedAt   func(childComplexity int) int
-		User        func(childComplexity int) int
-		VisitorID   func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		GlobalID  func(childComplexity int) int
+		Last      func(childComplexity int) int
+		Messages  func(childComplexity int, first *int, after *string) int
+		Status    func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+		User      func(childComplexity int) int
+		VisitorID func(childComplexity int) int
 	}
 
 	ConversationConnection struct {
@@ -561,7 +561,6 @@ type ConversationResolver interface {
 	VisitorID(ctx context.Context, obj *known.Conversation) (string, error)
 
 	Messages(ctx context.Context, obj *known.Conversation, first *int, after *string) (*model.MessageConnection, error)
-	LastMessage(ctx context.Context, obj *known.Conversation) (*known.Message, error)
 }
 type EventResolver interface {
 	User(ctx context.Context, obj *known.Event) (*known.User, error)
@@ -922,11 +921,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Conversation.GlobalID(childComplexity), true
 	case "Conversation.lastMessage":
-		if e.ComplexityRoot.Conversation.LastMessage == nil {
+		if e.ComplexityRoot.Conversation.Last == nil {
 			break
 		}
 
-		return e.ComplexityRoot.Conversation.LastMessage(childComplexity), true
+		return e.ComplexityRoot.Conversation.Last(childComplexity), true
 	case "Conversation.messages":
 		if e.ComplexityRoot.Conversation.Messages == nil {
 			break
@@ -5141,7 +5140,7 @@ func (ec *executionContext) _AuditEntryConnection_edges(ctx context.Context, fie
 			return ec.fieldContext_AuditEntryConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditEntryEdge) graphql.Marshaler {
@@ -5155,7 +5154,7 @@ func (ec *executionContext) fieldContext_AuditEntryConnection_edges(_ context.Co
 	fc = &graphql.FieldContext{
 		Object:     "AuditEntryConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AuditEntryEdge(ctx, field)
@@ -5573,7 +5572,7 @@ func (ec *executionContext) _CompanyConnection_edges(ctx context.Context, field 
 			return ec.fieldContext_CompanyConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.CompanyEdge) graphql.Marshaler {
@@ -5587,7 +5586,7 @@ func (ec *executionContext) fieldContext_CompanyConnection_edges(_ context.Conte
 	fc = &graphql.FieldContext{
 		Object:     "CompanyConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_CompanyEdge(ctx, field)
@@ -5869,7 +5868,7 @@ func (ec *executionContext) _Conversation_lastMessage(ctx context.Context, field
 			return ec.fieldContext_Conversation_lastMessage(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Conversation().LastMessage(ctx, obj)
+			return obj.Last, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *known.Message) graphql.Marshaler {
@@ -5883,8 +5882,8 @@ func (ec *executionContext) fieldContext_Conversation_lastMessage(_ context.Cont
 	fc = &graphql.FieldContext{
 		Object:     "Conversation",
 		Field:      field,
-		IsMethod:   true,
-		IsResolver: true,
+		IsMethod:   false,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Message(ctx, field)
 		},
@@ -5947,7 +5946,7 @@ func (ec *executionContext) _ConversationConnection_edges(ctx context.Context, f
 			return ec.fieldContext_ConversationConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.ConversationEdge) graphql.Marshaler {
@@ -5961,7 +5960,7 @@ func (ec *executionContext) fieldContext_ConversationConnection_edges(_ context.
 	fc = &graphql.FieldContext{
 		Object:     "ConversationConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_ConversationEdge(ctx, field)
@@ -6777,7 +6776,7 @@ func (ec *executionContext) _EventConnection_edges(ctx context.Context, field gr
 			return ec.fieldContext_EventConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventEdge) graphql.Marshaler {
@@ -6791,7 +6790,7 @@ func (ec *executionContext) fieldContext_EventConnection_edges(_ context.Context
 	fc = &graphql.FieldContext{
 		Object:     "EventConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_EventEdge(ctx, field)
@@ -7714,7 +7713,7 @@ func (ec *executionContext) _MessageConnection_edges(ctx context.Context, field 
 			return ec.fieldContext_MessageConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.MessageEdge) graphql.Marshaler {
@@ -7728,7 +7727,7 @@ func (ec *executionContext) fieldContext_MessageConnection_edges(_ context.Conte
 	fc = &graphql.FieldContext{
 		Object:     "MessageConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_MessageEdge(ctx, field)
@@ -8991,7 +8990,7 @@ func (ec *executionContext) _OrganizationConnection_edges(ctx context.Context, f
 			return ec.fieldContext_OrganizationConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.OrganizationEdge) graphql.Marshaler {
@@ -9005,7 +9004,7 @@ func (ec *executionContext) fieldContext_OrganizationConnection_edges(_ context.
 	fc = &graphql.FieldContext{
 		Object:     "OrganizationConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_OrganizationEdge(ctx, field)
@@ -9188,7 +9187,7 @@ func (ec *executionContext) _PageInfo_startCursor(ctx context.Context, field gra
 			return ec.fieldContext_PageInfo_startCursor(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.StartCursor, nil
+			return obj.StartCursor(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -9199,7 +9198,7 @@ func (ec *executionContext) _PageInfo_startCursor(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_PageInfo_startCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("PageInfo", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("PageInfo", field, true, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -9211,7 +9210,7 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 			return ec.fieldContext_PageInfo_endCursor(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.EndCursor, nil
+			return obj.EndCursor(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -9222,7 +9221,7 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("PageInfo", field, false, false, errors.New("field of type String does not have child fields"))
+	return graphql.NewScalarFieldContext("PageInfo", field, true, false, errors.New("field of type String does not have child fields"))
 }
 
 func (ec *executionContext) _Project_id(ctx context.Context, field graphql.CollectedField, obj *known.Project) (ret graphql.Marshaler) {
@@ -9514,7 +9513,7 @@ func (ec *executionContext) _ProjectConnection_edges(ctx context.Context, field 
 			return ec.fieldContext_ProjectConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.ProjectEdge) graphql.Marshaler {
@@ -9528,7 +9527,7 @@ func (ec *executionContext) fieldContext_ProjectConnection_edges(_ context.Conte
 	fc = &graphql.FieldContext{
 		Object:     "ProjectConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_ProjectEdge(ctx, field)
@@ -12123,7 +12122,7 @@ func (ec *executionContext) _UserConnection_edges(ctx context.Context, field gra
 			return ec.fieldContext_UserConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.UserEdge) graphql.Marshaler {
@@ -12137,7 +12136,7 @@ func (ec *executionContext) fieldContext_UserConnection_edges(_ context.Context,
 	fc = &graphql.FieldContext{
 		Object:     "UserConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_UserEdge(ctx, field)
@@ -13017,7 +13016,7 @@ func (ec *executionContext) _WebhookDeliveryConnection_edges(ctx context.Context
 			return ec.fieldContext_WebhookDeliveryConnection_edges(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Edges, nil
+			return obj.Edges(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.WebhookDeliveryEdge) graphql.Marshaler {
@@ -13031,7 +13030,7 @@ func (ec *executionContext) fieldContext_WebhookDeliveryConnection_edges(_ conte
 	fc = &graphql.FieldContext{
 		Object:     "WebhookDeliveryConnection",
 		Field:      field,
-		IsMethod:   false,
+		IsMethod:   true,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_WebhookDeliveryEdge(ctx, field)
@@ -16565,43 +16564,10 @@ func (ec *executionContext) _Conversation(ctx context.Context, sel ast.Selection
 
 			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "lastMessage":
-			field := field
-
-			innerFunc := func(ctx context.Context, fs *graphql.FieldSet) (res graphql.Marshaler) {
-				defer func() {
-					if r := recover(); r != nil {
-						ec.Error(ctx, ec.Recover(ctx, r))
-					}
-				}()
-				res = ec._Conversation_lastMessage(ctx, field, obj)
-				if res == graphql.RequiredNull {
-					atomic.AddUint32(&fs.Invalids, 1)
-				}
-				return res
+			out.Values[i] = ec._Conversation_lastMessage(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
-
-			if field.IsDeferred() {
-				deferredFieldSet.AddField(field)
-				fieldIndex := len(deferredFieldSet.Values) - 1
-				deferredFieldSet.Concurrently(fieldIndex, func(ctx context.Context) graphql.Marshaler {
-					return innerFunc(ctx, deferredFieldSet)
-				})
-
-				for _, deferrable := range field.Deferrables {
-					view, ok := deferLabelToView[deferrable.Label]
-					if !ok {
-						view = deferredFieldSet.NewView()
-						deferLabelToView[deferrable.Label] = view
-					}
-					view.AddIndices(fieldIndex)
-				}
-
-				// don't run the out.Concurrently() call below
-				out.Values[i] = graphql.Null
-				continue
-			}
-
-			out.Concurrently(i, func(ctx context.Context) graphql.Marshaler { return innerFunc(ctx, out) })
 		case "createdAt":
 			out.Values[i] = ec._Conversation_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {

@@ -58,11 +58,6 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *known.Conversa
 	return messageConnection(ms, more), nil
 }
 
-// LastMessage is the resolver for the lastMessage field.
-func (r *conversationResolver) LastMessage(ctx context.Context, obj *known.Conversation) (*known.Message, error) {
-	return obj.Last, nil
-}
-
 // ReplyToConversation is the resolver for the replyToConversation field.
 func (r *mutationResolver) ReplyToConversation(ctx context.Context, input model.ReplyToConversationInput) (*model.ReplyToConversationPayload, error) {
 	raw, err := inputID([]string{"input", "conversationId"}, known.KindConversation, input.ConversationID)

@@ -68,9 +68,7 @@ func (r *queryResolver) Projects(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, err
 	}
-	edges, info := connect(ps, more, func(p *known.Project) string { return string(p.ID) },
-		func(c string, p *known.Project) *model.ProjectEdge { return &model.ProjectEdge{Cursor: c, Node: p} })
-	return &model.ProjectConnection{Edges: edges, Nodes: ps, PageInfo: info}, nil
+	return &model.ProjectConnection{Nodes: ps, PageInfo: idPage(ps, more, func(p *known.Project) string { return string(p.ID) })}, nil
 }
 
 // ExportUser is the resolver for the exportUser field.
@@ -100,11 +98,7 @@ func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string,
 	if err != nil {
 		return nil, err
 	}
-	edges, info := connect(es, more, func(e *known.AuditEntry) string { return e.ID },
-		func(c string, e *known.AuditEntry) *model.AuditEntryEdge {
-			return &model.AuditEntryEdge{Cursor: c, Node: e}
-		})
-	return &model.AuditEntryConnection{Edges: edges, Nodes: es, PageInfo: info}, nil
+	return &model.AuditEntryConnection{Nodes: es, PageInfo: idPage(es, more, func(e *known.AuditEntry) string { return e.ID })}, nil
 }
 
 // AuditActor returns graph.AuditActorResolver implementation.

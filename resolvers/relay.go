@@ -3,6 +3,7 @@ package resolvers
 import (
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/knownhq/known"
@@ -112,34 +113,20 @@ func positionPageArgs(l keptList, first *int, after *string) (page known.Page, b
 	return page, false, badCursor()
 }
 
-// connect builds the edges and page info of one page of nodes, with cursors by id.
-func connect[N any, E any](nodes []N, more bool, id func(N) string, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
-	cursors := make([]string, len(nodes))
-	for i, n := range nodes {
-		cursors[i] = encodeCursor(id(n))
-	}
-	return connectCursors(nodes, cursors, more, edge)
+// idPage is the page info of a page of nodes listed by document id; it encodes a cursor only
+// when a query asks for one.
+func idPage[N any](nodes []N, more bool, id func(N) string) *model.PageInfo {
+	return model.NewPageInfo(len(nodes), more, func(i int) string { return encodeCursor(id(nodes[i])) })
 }
 
-// connectCursors builds the edges and page info of one page of nodes with these cursors.
-func connectCursors[N any, E any](nodes []N, cursors []string, more bool, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
-	edges := make([]E, len(nodes))
-	info := &model.PageInfo{HasNextPage: more}
-	for i, n := range nodes {
-		c := cursors[i]
-		edges[i] = edge(c, n)
-		if i == 0 {
-			info.StartCursor = &c
-		}
-		info.EndCursor = &c
-	}
-	return edges, info
+// positionPage is the page info of a page of n items of kept list l: after[i] is the store's
+// page.After for its i-th item.
+func positionPage(l keptList, n int, after []string, more bool) *model.PageInfo {
+	return model.NewPageInfo(n, more, func(i int) string { return encodePosition(l, after[i]) })
 }
 
 func userConnection(users []*known.User, more bool) *model.UserConnection {
-	edges, info := connect(users, more, func(u *known.User) string { return string(u.ID) },
-		func(c string, u *known.User) *model.UserEdge { return &model.UserEdge{Cursor: c, Node: u} })
-	return &model.UserConnection{Edges: edges, Nodes: users, PageInfo: info}
+	return &model.UserConnection{Nodes: users, PageInfo: idPage(users, more, func(u *known.User) string { return string(u.ID) })}
 }
 
 // userErrors splits a service error for a mutation payload: the user errors to report in it,
@@ -179,91 +166,52 @@ func result[T any](v T, err error) (T, []*model.UserError, error) {
 }
 
 func companyConnection(cs []*known.Company, more bool) *model.CompanyConnection {
-	edges, info := connect(cs, more, func(c *known.Company) string { return string(c.ID) },
-		func(cur string, c *known.Company) *model.CompanyEdge { return &model.CompanyEdge{Cursor: cur, Node: c} })
-	return &model.CompanyConnection{Edges: edges, Nodes: cs, PageInfo: info}
+	return &model.CompanyConnection{Nodes: cs, PageInfo: idPage(cs, more, func(c *known.Company) string { return string(c.ID) })}
 }
 
 func organizationConnection(os []*known.Organization, more bool) *model.OrganizationConnection {
-	edges, info := connect(os, more, func(o *known.Organization) string { return string(o.ID) },
-		func(cur string, o *known.Organization) *model.OrganizationEdge {
-			return &model.OrganizationEdge{Cursor: cur, Node: o}
-		})
-	return &model.OrganizationConnection{Edges: edges, Nodes: os, PageInfo: info}
+	return &model.OrganizationConnection{Nodes: os, PageInfo: idPage(os, more, func(o *known.Organization) string { return string(o.ID) })}
 }
 
 func conversationConnection(cs []*known.Conversation, more bool) *model.ConversationConnection {
-	edges, info := connect(cs, more, func(c *known.Conversation) string { return string(c.ID) },
-		func(cur string, c *known.Conversation) *model.ConversationEdge {
-			return &model.ConversationEdge{Cursor: cur, Node: c}
-		})
-	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
-}
-
-// positionConnect is connectCursors for a page of list l, which the store keeps: after[i] is
-// the store's page.After for nodes[i].
-func positionConnect[N any, E any](l keptList, nodes []N, after []string, more bool, edge func(cursor string, n N) E) ([]E, *model.PageInfo) {
-	cursors := make([]string, len(after))
-	for i, a := range after {
-		cursors[i] = encodePosition(l, a)
-	}
-	return connectCursors(nodes, cursors, more, edge)
+	return &model.ConversationConnection{Nodes: cs, PageInfo: idPage(cs, more, func(c *known.Conversation) string { return string(c.ID) })}
 }
 
 // positionConversationConnection is conversationConnection for a page of a list the store
 // keeps: after[i] is the store's page.After for cs[i].
 func positionConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
-	edges, info := positionConnect(conversationList, cs, after, more, func(cur string, c *known.Conversation) *model.ConversationEdge {
-		return &model.ConversationEdge{Cursor: cur, Node: c}
-	})
-	return &model.ConversationConnection{Edges: edges, Nodes: cs, PageInfo: info}
+	return &model.ConversationConnection{Nodes: cs, PageInfo: positionPage(conversationList, len(cs), after, more)}
 }
 
 // positionUserConnection is userConnection for a page of the project's list of users.
 func positionUserConnection(us []*known.User, after []string, more bool) *model.UserConnection {
-	edges, info := positionConnect(userList, us, after, more, func(cur string, u *known.User) *model.UserEdge {
-		return &model.UserEdge{Cursor: cur, Node: u}
-	})
-	return &model.UserConnection{Edges: edges, Nodes: us, PageInfo: info}
+	return &model.UserConnection{Nodes: us, PageInfo: positionPage(userList, len(us), after, more)}
 }
 
 // positionCompanyConnection is companyConnection for a page of the project's list of
 // companies.
 func positionCompanyConnection(cs []*known.Company, after []string, more bool) *model.CompanyConnection {
-	edges, info := positionConnect(companyList, cs, after, more, func(cur string, c *known.Company) *model.CompanyEdge {
-		return &model.CompanyEdge{Cursor: cur, Node: c}
-	})
-	return &model.CompanyConnection{Edges: edges, Nodes: cs, PageInfo: info}
+	return &model.CompanyConnection{Nodes: cs, PageInfo: positionPage(companyList, len(cs), after, more)}
 }
 
 // positionOrganizationConnection is organizationConnection for a page of the project's list
 // of organizations.
 func positionOrganizationConnection(os []*known.Organization, after []string, more bool) *model.OrganizationConnection {
-	edges, info := positionConnect(organizationList, os, after, more, func(cur string, o *known.Organization) *model.OrganizationEdge {
-		return &model.OrganizationEdge{Cursor: cur, Node: o}
-	})
-	return &model.OrganizationConnection{Edges: edges, Nodes: os, PageInfo: info}
+	return &model.OrganizationConnection{Nodes: os, PageInfo: positionPage(organizationList, len(os), after, more)}
 }
 
 // positionMessageConnection is messageConnection for a page of a conversation's list of
 // messages.
 func positionMessageConnection(ms []*known.Message, after []string, more bool) *model.MessageConnection {
-	edges, info := positionConnect(messageList, ms, after, more, func(cur string, m *known.Message) *model.MessageEdge {
-		return &model.MessageEdge{Cursor: cur, Node: m}
-	})
-	return &model.MessageConnection{Edges: edges, Nodes: ms, PageInfo: info}
+	return &model.MessageConnection{Nodes: ms, PageInfo: positionPage(messageList, len(ms), after, more)}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {
-	edges, info := connect(ms, more, func(m *known.Message) string { return string(m.ID) },
-		func(cur string, m *known.Message) *model.MessageEdge { return &model.MessageEdge{Cursor: cur, Node: m} })
-	return &model.MessageConnection{Edges: edges, Nodes: ms, PageInfo: info}
+	return &model.MessageConnection{Nodes: ms, PageInfo: idPage(ms, more, func(m *known.Message) string { return string(m.ID) })}
 }
 
 func eventConnection(es []*known.Event, more bool) *model.EventConnection {
-	edges, info := connect(es, more, func(e *known.Event) string { return string(e.ID) },
-		func(cur string, e *known.Event) *model.EventEdge { return &model.EventEdge{Cursor: cur, Node: e} })
-	return &model.EventConnection{Edges: edges, Nodes: es, PageInfo: info}
+	return &model.EventConnection{Nodes: es, PageInfo: idPage(es, more, func(e *known.Event) string { return string(e.ID) })}
 }
 
 // slicePage pages a short list held in memory (a user's companies or organizations) the way
@@ -308,8 +256,12 @@ func jwtKey(k known.JwtKey) *model.JwtPublicKey {
 	return &model.JwtPublicKey{ID: k.ID, Algorithm: alg, CreatedAt: k.CreatedAt, ExpiresAt: k.ExpiresAt}
 }
 
-// present drops the nils a loader gives for ids whose objects are gone.
+// present drops the nils a loader gives for ids whose objects are gone; items itself when
+// there are none (nearly always: it runs for every user of a page).
 func present[T any](items []*T) []*T {
+	if !slices.Contains(items, nil) {
+		return items
+	}
 	out := items[:0:0]
 	for _, it := range items {
 		if it != nil {

@@ -77,11 +77,7 @@ func (r *webhookResolver) Deliveries(ctx context.Context, obj *known.Webhook, fi
 	if err != nil {
 		return nil, err
 	}
-	edges, info := connect(ds, more, func(d *known.WebhookDelivery) string { return d.ID },
-		func(c string, d *known.WebhookDelivery) *model.WebhookDeliveryEdge {
-			return &model.WebhookDeliveryEdge{Cursor: c, Node: d}
-		})
-	return &model.WebhookDeliveryConnection{Edges: edges, Nodes: ds, PageInfo: info}, nil
+	return &model.WebhookDeliveryConnection{Nodes: ds, PageInfo: idPage(ds, more, func(d *known.WebhookDelivery) string { return d.ID })}, nil
 }
 
 // EventID is the resolver for the eventId field.

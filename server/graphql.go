@@ -37,7 +37,7 @@ const (
 func newGraphQL(log zerolog.Logger, svc *service.Service, m *metrics) (*handler.Server, *ast.Schema) {
 	es := graph.NewExecutableSchema(graph.Config{
 		Schema:     withoutDefer(graph.NewExecutableSchema(graph.Config{}).Schema()),
-		Resolvers:  &resolvers.Resolver{Service: svc},
+		Resolvers:  resolvers.Root(svc),
 		Complexity: complexity(),
 	})
 	srv := handler.New(es)

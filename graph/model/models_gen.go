@@ -46,32 +46,12 @@ type AddWebhookPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
-// A page of audit entries, newest first.
-type AuditEntryConnection struct {
-	// The entries of this page, each with its cursor.
-	Edges []*AuditEntryEdge `json:"edges"`
-	// The entries of this page, without cursors.
-	Nodes []*known.AuditEntry `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
-}
-
 // An audit entry in a page, with its cursor.
 type AuditEntryEdge struct {
 	// Opaque cursor of this entry; pass it as `after` to continue after it.
 	Cursor string `json:"cursor"`
 	// The entry.
 	Node *known.AuditEntry `json:"node"`
-}
-
-// A page of companies, newest first (Relay connection).
-type CompanyConnection struct {
-	// The companies of this page, each with its cursor.
-	Edges []*CompanyEdge `json:"edges"`
-	// The companies of this page, without cursors.
-	Nodes []*known.Company `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
 }
 
 // A company in a page, with its cursor.
@@ -92,16 +72,6 @@ type CompanyInput struct {
 	Stage *string `json:"stage,omitempty"`
 	// Custom key/value pairs for the company's `metadata`: at most 50 keys, 16 KiB, nesting depth 5.
 	Metadata map[string]any `json:"metadata,omitempty"`
-}
-
-// A page of conversations, newest first (Relay connection).
-type ConversationConnection struct {
-	// The conversations of this page, each with its cursor.
-	Edges []*ConversationEdge `json:"edges"`
-	// The conversations of this page, without cursors.
-	Nodes []*known.Conversation `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
 }
 
 // A conversation in a page, with its cursor.
@@ -216,16 +186,6 @@ type DeleteUserPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
-// A page of events, newest first (Relay connection).
-type EventConnection struct {
-	// The events of this page, each with its cursor.
-	Edges []*EventEdge `json:"edges"`
-	// The events of this page, without cursors.
-	Nodes []*known.Event `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
-}
-
 // An event in a page, with its cursor.
 type EventEdge struct {
 	// Opaque cursor of this event; pass it as `after` to continue after it.
@@ -316,16 +276,6 @@ type JwtPublicKey struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
-// A page of messages, newest first (Relay connection).
-type MessageConnection struct {
-	// The messages of this page, each with its cursor.
-	Edges []*MessageEdge `json:"edges"`
-	// The messages of this page, without cursors.
-	Nodes []*known.Message `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
-}
-
 // A message in a page, with its cursor.
 type MessageEdge struct {
 	// Opaque cursor of this message; pass it as `after` to continue after it.
@@ -336,16 +286,6 @@ type MessageEdge struct {
 
 // Write operations. Each takes one `input` and returns a payload whose result fields are null when `userErrors` is non-empty; a rejected input changes nothing. Widget operations are public (`appId`, then the `X-Widget-Session` token); `createProject` needs the operator's admin token; every other mutation needs the project's secret key.
 type Mutation struct {
-}
-
-// A page of organizations, newest first (Relay connection).
-type OrganizationConnection struct {
-	// The organizations of this page, each with its cursor.
-	Edges []*OrganizationEdge `json:"edges"`
-	// The organizations of this page, without cursors.
-	Nodes []*known.Organization `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
 }
 
 // An organization in a page, with its cursor.
@@ -364,28 +304,6 @@ type OrganizationInput struct {
 	Name string `json:"name"`
 	// Custom key/value pairs for the organization: at most 50 keys, 16 KiB, nesting depth 5.
 	Attrs map[string]any `json:"attrs,omitempty"`
-}
-
-// Where a page of a connection sits in the whole list.
-type PageInfo struct {
-	// Whether more items follow this page; fetch them with `after: endCursor`.
-	HasNextPage bool `json:"hasNextPage"`
-	// Whether items come before this page in the list.
-	HasPreviousPage bool `json:"hasPreviousPage"`
-	// The cursor of this page's first item; null when the page is empty.
-	StartCursor *string `json:"startCursor,omitempty"`
-	// The cursor of this page's last item; pass it as `after` to get the next page. Null when the page is empty.
-	EndCursor *string `json:"endCursor,omitempty"`
-}
-
-// A page of projects.
-type ProjectConnection struct {
-	// The projects of this page, each with its cursor.
-	Edges []*ProjectEdge `json:"edges"`
-	// The projects of this page, without cursors.
-	Nodes []*known.Project `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
 }
 
 // A project in a page, with its cursor.
@@ -658,16 +576,6 @@ type UpdateWebhookPayload struct {
 	UserErrors []*UserError `json:"userErrors"`
 }
 
-// A page of users, newest first (Relay connection).
-type UserConnection struct {
-	// The users of this page, each with its cursor.
-	Edges []*UserEdge `json:"edges"`
-	// The users of this page, without cursors.
-	Nodes []*known.User `json:"nodes"`
-	// Where this page sits; `endCursor` fetches the next one.
-	PageInfo *PageInfo `json:"pageInfo"`
-}
-
 // The customer's own user endpoint (a GET with a 10 s timeout), from which Known fetches a user's profile when a session begins with an `externalId`. See `User.externalProfile`.
 type UserDataEndpoint struct {
 	// Whether Known calls the endpoint.
@@ -740,16 +648,6 @@ type UserSearchResult struct {
 	User *known.User `json:"user"`
 	// The global ids of the user's conversations.
 	ConversationIds []string `json:"conversationIds"`
-}
-
-// A page of a webhook's deliveries.
-type WebhookDeliveryConnection struct {
-	// The deliveries of this page, with their cursors.
-	Edges []*WebhookDeliveryEdge `json:"edges"`
-	// The deliveries of this page.
-	Nodes []*known.WebhookDelivery `json:"nodes"`
-	// Where this page sits in the whole list.
-	PageInfo *PageInfo `json:"pageInfo"`
 }
 
 // A delivery and its cursor.
