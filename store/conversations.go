@@ -3,11 +3,16 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 )
 
 type conversationDoc struct {
@@ -152,18 +157,188 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	return nil
 }
 
-// AddEvent stores a tracked event.
+// AddEvent stores a tracked event and, when it has a user, lists it in the user's list of
+// events (eventList): its place is reserved while the event is inserted, and named once the
+// insert has landed, so that the list never names an event that is not there; a failed insert
+// leaves its place empty, which readers skip. Should the naming fail, the event exists but is
+// missing from the user's list (UserEvents); the error says the call did not complete.
 func (s *Store) AddEvent(ctx context.Context, e *known.Event) error {
 	props := e.Properties
 	if props == nil {
 		props = map[string]any{}
 	}
-	_, err := s.events.InsertOne(ctx, eventDoc{
+	d := eventDoc{
 		ID: string(e.ID), ProjectID: string(e.ProjectID), UserID: (*string)(e.UserID), CompanyID: (*string)(e.CompanyID),
 		Name: e.Name, Properties: props, OccurredAt: e.OccurredAt, CreatedAt: e.CreatedAt,
+	}
+	if e.UserID == nil {
+		if _, err := s.events.InsertOne(ctx, d); err != nil {
+			return fmt.Errorf("store: adding event: %w", err)
+		}
+		return nil
+	}
+	l := s.eventList(e.ProjectID, *e.UserID)
+	var pos int64
+	var inserted, reserved error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, inserted = s.events.InsertOne(ctx, d) })
+	wg.Go(func() { pos, reserved = l.reserve(ctx) })
+	wg.Wait()
+	if inserted != nil {
+		return fmt.Errorf("store: adding event: %w", inserted)
+	}
+	if reserved != nil {
+		return reserved
+	}
+	return l.set(ctx, pos, d.ID)
+}
+
+// eventList is user u's list of its tracked events, in the order they were tracked or moved to
+// it (lists.go): one of its project's lists, so that DeleteProject deletes it with them.
+func (s *Store) eventList(p known.ProjectID, u known.UserID) list {
+	return s.projectList(p, listUserEvents+string(u))
+}
+
+// eventsMove records that user from's list of events was copied into user into's, so that a
+// merge done again after an interruption puts each event at the place the first try gave it
+// instead of listing it twice. Its _id is from's list key, "|moved|" and into.
+type eventsMove struct {
+	ID string `bson:"_id"`
+	// At is the place in into's list of the first place of from's.
+	At int64 `bson:"at"`
+	// N is the number of from's places copied.
+	N int64 `bson:"n"`
+	// First is the id at from's first named place: a list made anew under the same key (an
+	// anonymous record made again for its visitor) names another, and is copied afresh.
+	First string `bson:"first"`
+}
+
+// copyEventList copies user from's list of events onto the end of user into's, before a merge
+// moves the events themselves (MoveUserData): into's readers skip the copies while the events
+// are still from's, and show them once they move. It returns the function that deletes from's
+// list and the move's record, to call once the events are moved. Run again after an
+// interruption, it copies each place to where the first try did (eventsMove). A list of n
+// places costs two reads by _id, a bucket read per 100 places, one reservation of n places,
+// one insert of the record and one update per bucket written.
+func (s *Store) copyEventList(ctx context.Context, p known.ProjectID, from, into known.UserID) (func(context.Context) error, error) {
+	src, dst := s.eventList(p, from), s.eventList(p, into)
+	markID := src.key + "|moved|" + string(into)
+	var n int64
+	var m eventsMove
+	var marked bool
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { n, err = src.length(gctx); return err })
+	g.Go(func() error {
+		err := s.lists().FindOne(gctx, bson.M{"_id": markID}).Decode(&m)
+		if isNoDocuments(err) {
+			return nil
+		}
+		marked = err == nil
+		return err
 	})
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("store: moving events: %w", err)
+	}
+	done := func(ctx context.Context) error {
+		if err := src.delete(ctx); err != nil {
+			return err
+		}
+		// The record goes last: while from's list is there, a repeated merge needs it.
+		if _, err := s.lists().DeleteOne(ctx, bson.M{"_id": markID}); err != nil {
+			return fmt.Errorf("store: moving events: %w", err)
+		}
+		return nil
+	}
+	if n == 0 && !marked {
+		return func(context.Context) error { return nil }, nil
+	}
+	r := &listReader{l: src, next: n}
+	entries, err := r.read(ctx, int(n))
 	if err != nil {
-		return fmt.Errorf("store: adding event: %w", err)
+		return nil, err
+	}
+	if len(entries) == 0 {
+		return done, nil
+	}
+	slices.Reverse(entries) // oldest first
+	first := entries[0].id
+	if !marked || m.First != first {
+		at, err := reserveRun(ctx, dst, n)
+		if err != nil {
+			return nil, err
+		}
+		stale := marked
+		m = eventsMove{ID: markID, At: at, N: n, First: first}
+		if stale { // a record of a list of the same key that was deleted since
+			_, err = s.lists().ReplaceOne(ctx, bson.M{"_id": markID}, m, options.Replace().SetUpsert(true))
+		} else if _, err = s.lists().InsertOne(ctx, m); mongo.IsDuplicateKeyError(err) {
+			// Another merge of the same users got there first: its places are the ones, and
+			// the ones reserved here stay empty.
+			err = s.lists().FindOne(ctx, bson.M{"_id": markID}).Decode(&m)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("store: moving events: %w", err)
+		}
+	}
+	places := make(map[int64]string, len(entries))
+	var later []listEntry
+	for _, e := range entries {
+		if e.pos <= m.N {
+			places[m.At+e.pos-1] = e.id
+		} else {
+			later = append(later, e)
+		}
+	}
+	if len(later) > 0 {
+		// Listed for from after an interrupted try recorded its move: new places for them.
+		at, err := reserveRun(ctx, dst, n-m.N)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range later {
+			places[at+e.pos-m.N-1] = e.id
+		}
+	}
+	if err := setPlaces(ctx, dst, places); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// reserveRun takes the next k places of list l at once and returns the first: list.reserve
+// for many.
+func reserveRun(ctx context.Context, l list, k int64) (int64, error) {
+	var h listHead
+	err := func() error {
+		defer l.s.serial.lock(l.s.lists(), l.headID())()
+		return upsertByID(ctx, l.s.lists(), l.headID(), bson.M{"$inc": bson.M{"n": k}}, &h)
+	}()
+	if err != nil {
+		return 0, fmt.Errorf("store: appending to list %s: %w", l.key, err)
+	}
+	return h.N - k + 1, nil
+}
+
+// setPlaces names the ids at the places of list l that reserveRun gave out: one update by _id
+// per bucket, each in the bucket's turn (list.set for many).
+func setPlaces(ctx context.Context, l list, places map[int64]string) error {
+	byBucket := map[int64]bson.M{}
+	for pos, id := range places {
+		b := bucketOf(pos)
+		if byBucket[b] == nil {
+			byBucket[b] = bson.M{}
+		}
+		byBucket[b]["e."+strconv.FormatInt(pos, 10)] = id
+	}
+	for b, set := range byBucket {
+		bucket := l.bucketID(b)
+		err := func() error {
+			defer l.s.serial.lock(l.s.lists(), bucket)()
+			return upsertByID(ctx, l.s.lists(), bucket, bson.M{"$set": set}, nil)
+		}()
+		if err != nil {
+			return fmt.Errorf("store: appending to list %s: %w", l.key, err)
+		}
 	}
 	return nil
 }
@@ -310,7 +485,9 @@ type EventFilter struct {
 	CompanyID *known.CompanyID
 }
 
-// Events returns a page of project p's events, newest first.
+// Events returns a page of project p's events that f selects, newest first by id: a query of
+// the collection, which the embedded store answers by reading all of it. A user's events
+// alone are UserEvents'; this serves a company's, and cursors by id of earlier versions.
 func (s *Store) Events(ctx context.Context, p known.ProjectID, f EventFilter, page known.Page) ([]*known.Event, bool, error) {
 	filter := bson.M{"projectId": string(p)}
 	if f.UserID != nil {
@@ -322,6 +499,23 @@ func (s *Store) Events(ctx context.Context, p known.ProjectID, f EventFilter, pa
 	var docs []eventDoc
 	more, err := s.page(ctx, s.events, filter, page, &docs)
 	return mapDocs(docs, (*eventDoc).event), more, err
+}
+
+// UserEvents returns a page of user u's tracked events, newest first, from its list (lists.go):
+// a few reads by _id and one read of the page's events, however many events the user or the
+// store holds. An event listed for u that belongs to another user since (moved on a merge) or
+// to another project is skipped: a page shows only u's. after[i] is the page.After that
+// continues after es[i]; page.After is "" or such a value, anything else is BAD_USER_INPUT
+// (field after).
+func (s *Store) UserEvents(ctx context.Context, p known.ProjectID, u known.UserID, page known.Page) (es []*known.Event, after []string, more bool, err error) {
+	// Events are sharded on _id: their ids alone target them, and the user is checked here.
+	return pageDocs(ctx, s.eventList(p, u), p, s.events, nil, page,
+		func(d *eventDoc) (string, string) {
+			if d.UserID == nil || *d.UserID != string(u) {
+				return d.ID, "" // no project's: skipped
+			}
+			return d.ID, d.ProjectID
+		}, (*eventDoc).event)
 }
 
 // ConversationIDsOfUsers returns the ids of each user's conversations, newest first: one query

@@ -36,6 +36,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migrateEventKeys(ctx); err != nil {
 		return fmt.Errorf("store: keying published events: %w", err)
 	}
+	if err := s.migrateEventLists(ctx); err != nil {
+		return fmt.Errorf("store: listing users' events: %w", err)
+	}
 	return nil
 }
 
@@ -268,6 +271,51 @@ func (s *Store) listAllMessages(ctx context.Context) error {
 	}
 	return s.listMissing(ctx, owners, func(c string) list { return s.messageList(project[c], known.ConversationID(c)) },
 		s.messages, "conversationId")
+}
+
+// eventsListedID is the _id of the meta document that says every user's tracked events are
+// listed (migrateEventLists).
+const eventsListedID = "userEventsListed"
+
+// migrateEventLists gives each user that has no list of its tracked events yet (versions
+// before it kept none) that list: its events in the order of their ids, the order they were
+// tracked in; as migrateMessageLists does, head last, so that it is idempotent and an
+// interrupted start is finished by the next. One query reads every user's id, then the heads
+// by _id, then the events of the users still to do. That scans every user, so once all are
+// listed a meta document says so, and later starts read only it (a user made since lists each
+// event it tracks, and one that tracked none needs no list: a list without a head is empty).
+// It runs after migrateAnonymousRecords, which moves events to the records it makes.
+func (s *Store) migrateEventLists(ctx context.Context) error {
+	switch err := s.meta().FindOne(ctx, bson.M{"_id": eventsListedID}).Err(); {
+	case err == nil:
+		return nil
+	case !isNoDocuments(err):
+		return err
+	}
+	cur, err := s.users.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var users []struct {
+		ID        string `bson:"_id"`
+		ProjectID string `bson:"projectId"`
+	}
+	if err := cur.All(ctx, &users); err != nil {
+		return err
+	}
+	project := make(map[string]known.ProjectID, len(users))
+	owners := make([]string, len(users))
+	for i, u := range users {
+		project[u.ID], owners[i] = known.ProjectID(u.ProjectID), u.ID
+	}
+	if err := s.listMissing(ctx, owners, func(u string) list { return s.eventList(project[u], known.UserID(u)) },
+		s.events, "userId"); err != nil {
+		return err
+	}
+	if _, err := s.meta().InsertOne(ctx, bson.M{"_id": eventsListedID}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
 }
 
 // migrateIdentities gives every user written before identities had provenance its list of
