@@ -298,10 +298,15 @@ func (s *Service) OrganizationsByIDs(ctx context.Context, ids []known.Organizati
 	return byKey(os, ids, func(o *known.Organization) known.OrganizationID { return o.ID }), err
 }
 
-// ConversationIDsOfUsers returns each user's conversation ids, newest first: one query. The
-// users must have been read through the caller's project already.
+// ConversationIDsOfUsers returns each user's conversation ids, newest first, from the users'
+// lists of them: reads by _id, whatever the project holds. The users must have been read
+// through the caller's project already.
 func (s *Service) ConversationIDsOfUsers(ctx context.Context, users []known.UserID) ([][]known.ConversationID, error) {
-	m, err := s.store.ConversationIDsOfUsers(ctx, users)
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.store.UserConversationIDs(ctx, p, users)
 	if err != nil {
 		return nil, err
 	}

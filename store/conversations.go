@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -27,6 +28,10 @@ type conversationDoc struct {
 	Messages  *int      `bson:"messages,omitempty"`
 	CreatedAt time.Time `bson:"createdAt"`
 	UpdatedAt time.Time `bson:"updatedAt"`
+	// UserListed is the conversation's place in its user's list of conversations
+	// (userConversationList) when a merge moved it there; 0 when it was listed at its start or
+	// by the migration, at the one place its user's list names it.
+	UserListed int64 `bson:"userListed,omitempty"`
 	// Events recorded with a change and not yet published (outbox.go).
 	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
 	PendingCount int                  `bson:"pendingCount"`
@@ -58,26 +63,51 @@ type eventDoc struct {
 }
 
 // CreateConversation stores a new conversation, with its conversation.created event
-// (published after the insert, outbox.go).
+// (published after the insert, outbox.go), and lists it in its project's list and, when it has
+// a user, in the user's (userConversationList): the user's place is reserved while the
+// conversation is inserted, and both lists name it once the insert has landed.
 func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) error {
 	none := 0
 	evs := []changeDoc{conversationChange(known.ConversationCreated, c, map[string]any{"conversation": conversationSnapshot(c)}, c.CreatedAt)}
-	_, err := s.conversations.InsertOne(ctx, conversationDoc{
-		ID: string(c.ID), ProjectID: string(c.ProjectID), UserID: (*string)(c.UserID),
-		VisitorID: string(c.VisitorID), Status: string(c.Status), Messages: &none, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
-		Pending: pendingMap(evs), PendingCount: len(evs),
+	var ul list
+	var pos int64
+	var inserted, reserved error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, inserted = s.conversations.InsertOne(ctx, conversationDoc{
+			ID: string(c.ID), ProjectID: string(c.ProjectID), UserID: (*string)(c.UserID),
+			VisitorID: string(c.VisitorID), Status: string(c.Status), Messages: &none, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+			Pending: pendingMap(evs), PendingCount: len(evs),
+		})
 	})
-	if err != nil {
-		return fmt.Errorf("store: creating conversation: %w", err)
+	if c.UserID != nil {
+		ul = s.userConversationList(c.ProjectID, *c.UserID)
+		wg.Go(func() { pos, reserved = ul.reserve(ctx) })
+	}
+	wg.Wait()
+	if inserted != nil {
+		// A place reserved in the user's list stays empty, which readers skip.
+		return fmt.Errorf("store: creating conversation: %w", inserted)
 	}
 	s.publish(ctx, s.conversations, string(c.ID), evs)
-	// Listed after the insert, so that the list never names a conversation that is not
+	// Listed after the insert, so that the lists never name a conversation that is not
 	// there. Should this fail, the conversation exists but is missing from the project's
-	// unfiltered list (ProjectConversations); the error says the call did not complete.
-	if _, err := s.conversationList(c.ProjectID).append(ctx, string(c.ID)); err != nil {
-		return err
+	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs); the error
+	// says the call did not complete.
+	var named error
+	if c.UserID != nil && reserved == nil {
+		wg.Go(func() { named = ul.set(ctx, pos, string(c.ID)) })
 	}
-	return nil
+	_, err := s.conversationList(c.ProjectID).append(ctx, string(c.ID))
+	wg.Wait()
+	return cmp.Or(err, reserved, named)
+}
+
+// userConversationList is user u's list of its conversations, in the order they started or
+// were moved to it (lists.go): one of its project's lists, so that DeleteProject deletes it
+// with them.
+func (s *Store) userConversationList(p known.ProjectID, u known.UserID) list {
+	return s.projectList(p, listUserConversations+string(u))
 }
 
 // conversationList is project p's list of its conversations, in the order they started
@@ -91,7 +121,10 @@ func (s *Store) messageList(p known.ProjectID, c known.ConversationID) list {
 }
 
 // moveConversation gives conversation id of user from to user into, with its
-// conversation.moved event, in one write; a conversation no longer of from stays.
+// conversation.moved event, in one write; a conversation no longer of from stays. It takes a
+// place in into's list of conversations first, and the write names it (UserListed), so that
+// readers show the conversation there, and only there: at no place of from's list (it is no
+// longer from's), nor at a place a repeated move took.
 func (s *Store) moveConversation(ctx context.Context, id known.ConversationID, from, into known.UserID) error {
 	var d conversationDoc
 	if err := s.conversations.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
@@ -100,16 +133,27 @@ func (s *Store) moveConversation(ctx context.Context, id known.ConversationID, f
 		}
 		return fmt.Errorf("store: moving conversation: %w", err)
 	}
+	l := s.userConversationList(known.ProjectID(d.ProjectID), into)
+	pos, err := l.reserve(ctx)
+	if err != nil {
+		return err
+	}
 	c := d.conversation()
 	c.UserID = &into
 	evs := []changeDoc{conversationChange(known.ConversationMoved, c, map[string]any{"conversation": conversationSnapshot(c),
 		"fromUserId": known.GlobalID(known.KindUser, string(from))}, time.Now())}
-	update := bson.M{"$set": bson.M{"userId": string(into)}}
+	update := bson.M{"$set": bson.M{"userId": string(into), "userListed": pos}}
 	pending(update, evs)
-	err := func() error {
+	// The place is named alongside the write: should the write not happen, the conversation
+	// does not name the place, and readers skip it.
+	var named error
+	var wg sync.WaitGroup
+	wg.Go(func() { named = l.set(ctx, pos, string(id)) })
+	err = func() error {
 		defer s.serial.lock(s.conversations, string(id))()
 		return s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": string(id), "userId": string(from)}, update).Err()
 	}()
+	wg.Wait()
 	if isNoDocuments(err) {
 		return nil
 	}
@@ -117,7 +161,7 @@ func (s *Store) moveConversation(ctx context.Context, id known.ConversationID, f
 		return fmt.Errorf("store: moving conversation: %w", err)
 	}
 	s.publish(ctx, s.conversations, string(id), evs)
-	return nil
+	return named
 }
 
 // AddMessage stores a new message of conversation c, counts it, and makes it the
@@ -518,8 +562,77 @@ func (s *Store) UserEvents(ctx context.Context, p known.ProjectID, u known.UserI
 		}, (*eventDoc).event)
 }
 
-// ConversationIDsOfUsers returns the ids of each user's conversations, newest first: one query
-// for all the users.
+// UserConversationIDs returns the ids of the conversations of each of project p's users, newest
+// first (in the order they started or were moved to the user), from the users' lists of them
+// (lists.go): the lists' heads, their buckets and the listed conversations, all read by _id,
+// however many conversations the project or the store holds. A listed conversation that is
+// gone, or no longer the user's, or the user's at another place of its list (moved away and
+// back), is skipped. ConversationIDsOfUsers finds the same by a query, for merges and erasure.
+func (s *Store) UserConversationIDs(ctx context.Context, p known.ProjectID, users []known.UserID) (map[known.UserID][]known.ConversationID, error) {
+	out := make(map[known.UserID][]known.ConversationID, len(users))
+	users = slices.Compact(slices.Sorted(slices.Values(users)))
+	if len(users) == 0 {
+		return out, nil
+	}
+	heads := make([]string, len(users))
+	for i, u := range users {
+		heads[i] = s.userConversationList(p, u).headID()
+	}
+	var have []listHead
+	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
+		return nil, err
+	}
+	n := make(map[string]int64, len(have))
+	for _, h := range have {
+		n[h.ID] = h.N
+	}
+	entries := make([][]listEntry, len(users))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(perIDConcurrency)
+	for i, u := range users {
+		if n[heads[i]] == 0 {
+			continue
+		}
+		g.Go(func() (err error) {
+			r := &listReader{l: s.userConversationList(p, u), next: n[heads[i]]}
+			entries[i], err = r.read(gctx, int(n[heads[i]]))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, es := range entries {
+		for _, e := range es {
+			ids = append(ids, e.id)
+		}
+	}
+	var docs []conversationDoc
+	if err := s.byIDs(ctx, s.conversations, ids, &docs); err != nil {
+		return nil, err
+	}
+	found := make(map[string]*conversationDoc, len(docs))
+	for i := range docs {
+		found[docs[i].ID] = &docs[i]
+	}
+	for i, u := range users {
+		for _, e := range entries[i] {
+			d := found[e.id]
+			if d == nil || d.ProjectID != string(p) || d.UserID == nil || *d.UserID != string(u) ||
+				(d.UserListed != 0 && d.UserListed != e.pos) {
+				continue
+			}
+			out[u] = append(out[u], known.ConversationID(d.ID))
+		}
+	}
+	return out, nil
+}
+
+// ConversationIDsOfUsers returns the ids of each user's conversations, newest first by id: one
+// query for all the users, which the embedded store answers by reading the whole collection.
+// It finds every conversation that names the user, listed or not: for merges and erasure
+// (UserConversationIDs reads the users' lists).
 func (s *Store) ConversationIDsOfUsers(ctx context.Context, users []known.UserID) (map[known.UserID][]known.ConversationID, error) {
 	out := make(map[known.UserID][]known.ConversationID, len(users))
 	if len(users) == 0 {

@@ -344,7 +344,9 @@ func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	for _, cid := range byUser[from] {
+	// Oldest first, so that into's list of conversations (which a move appends to) has them
+	// in the order they started, the newest on top.
+	for _, cid := range slices.Backward(byUser[from]) {
 		if err := s.moveConversation(ctx, cid, from, into); err != nil {
 			return err
 		}

@@ -306,6 +306,9 @@ const (
 	listMessages = "messages|"
 	// listUserEvents begins the name of a user's list of its tracked events (eventList).
 	listUserEvents = "events|"
+	// listUserConversations begins the name of a user's list of its conversations
+	// (userConversationList).
+	listUserConversations = "userConversations|"
 )
 
 // projectList is project p's list of the documents of collection name (one of the list…
