@@ -323,9 +323,11 @@ func (s *Store) UsersByIDsEach(ctx context.Context, p known.ProjectID, ids []kno
 }
 
 // MoveUserData moves the conversations and events of user from to user into. Each
-// conversation moves in a write of its own, which records its conversation.moved event. The
-// events move in one write, after from's list of them is copied onto into's (copyEventList),
-// so that into's list shows them once they are into's; from's list is deleted after.
+// conversation moves in a write of its own, which records its conversation.moved event and
+// names its place in into's list of conversations (moveConversation). The events move in one
+// write, after from's list of them is copied onto into's (copyEventList), so that into's list
+// shows them once they are into's; from's list is deleted after. from's conversations and
+// events are found by the query by user, so that none is left behind that a list misses.
 func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error {
 	var byUser map[known.UserID][]known.ConversationID
 	var owner struct {
