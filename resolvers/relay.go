@@ -13,7 +13,7 @@ import (
 // A cursor is base64url of a prefix and what it names: "c1:" an item's document id (lists the
 // store queries in _id order); "c2:" an item's place in the project's list of conversations
 // (store/lists.go); "c3:" the name of another list the store keeps, ":", and an item's place
-// in it (the project's users, companies and organizations, a conversation's messages). A place names its list, so that
+// in it (the project's users, companies and organizations, a conversation's messages, a user's events). A place names its list, so that
 // a cursor of one list given to another is refused rather than read as a place in it.
 // (Conversations' cursors came first, without the list's name, and are kept as they are.)
 const (
@@ -32,6 +32,7 @@ const (
 	companyList      keptList = "companies"
 	organizationList keptList = "organizations"
 	messageList      keptList = "messages"
+	eventList        keptList = "events"
 )
 
 // encodeCursor makes the opaque cursor of a list item from its document id.
@@ -204,6 +205,11 @@ func positionOrganizationConnection(os []*known.Organization, after []string, mo
 // messages.
 func positionMessageConnection(ms []*known.Message, after []string, more bool) *model.MessageConnection {
 	return &model.MessageConnection{Nodes: ms, PageInfo: positionPage(messageList, len(ms), after, more)}
+}
+
+// positionEventConnection is eventConnection for a page of a user's list of events.
+func positionEventConnection(es []*known.Event, after []string, more bool) *model.EventConnection {
+	return &model.EventConnection{Nodes: es, PageInfo: positionPage(eventList, len(es), after, more)}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {

@@ -184,9 +184,18 @@ func (r *userResolver) ConversationIds(ctx context.Context, obj *known.User) ([]
 
 // Events is the resolver for the events field.
 func (r *userResolver) Events(ctx context.Context, obj *known.User, first *int, after *string) (*model.EventConnection, error) {
-	page, err := pageArgs(first, after)
+	// From the user's list, unless after is a cursor by id of before the list, which the query
+	// by id still serves.
+	page, byPosition, err := positionPageArgs(eventList, first, after)
 	if err != nil {
 		return nil, err
+	}
+	if byPosition {
+		es, next, more, err := r.Service.UserEvents(ctx, obj.ID, page)
+		if err != nil {
+			return nil, err
+		}
+		return positionEventConnection(es, next, more), nil
 	}
 	es, more, err := r.Service.Events(ctx, &obj.ID, nil, page)
 	if err != nil {

@@ -253,6 +253,18 @@ func (s *Service) Events(ctx context.Context, user *known.UserID, company *known
 	return s.store.Events(ctx, p, store.EventFilter{UserID: user, CompanyID: company}, page)
 }
 
+// UserEvents lists user u's tracked events from its list of them, each with the page.After
+// that continues after it: a page costs what its events cost, however many the user or the
+// project holds. A page.After that is not such a value is BAD_USER_INPUT (field after); a
+// cursor by id of an earlier version continues by Events.
+func (s *Service) UserEvents(ctx context.Context, u known.UserID, page known.Page) (es []*known.Event, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.UserEvents(ctx, p, u, page)
+}
+
 // UsersByIDs returns the caller's project's users with these ids, in order (nil where there is
 // none): one query, for a per-request dataloader.
 func (s *Service) UsersByIDs(ctx context.Context, ids []known.UserID) ([]*known.User, error) {
@@ -286,10 +298,15 @@ func (s *Service) OrganizationsByIDs(ctx context.Context, ids []known.Organizati
 	return byKey(os, ids, func(o *known.Organization) known.OrganizationID { return o.ID }), err
 }
 
-// ConversationIDsOfUsers returns each user's conversation ids, newest first: one query. The
-// users must have been read through the caller's project already.
+// ConversationIDsOfUsers returns each user's conversation ids, newest first, from the users'
+// lists of them: reads by _id, whatever the project holds. The users must have been read
+// through the caller's project already.
 func (s *Service) ConversationIDsOfUsers(ctx context.Context, users []known.UserID) ([][]known.ConversationID, error) {
-	m, err := s.store.ConversationIDsOfUsers(ctx, users)
+	p, err := known.ProjectFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.store.UserConversationIDs(ctx, p, users)
 	if err != nil {
 		return nil, err
 	}

@@ -212,7 +212,7 @@ func (s *Service) SearchUsers(ctx context.Context, email, phone, externalID *str
 			matches = append(matches, UserMatch{User: u})
 		}
 	}
-	ids, err := s.ConversationIDsOfUsers(ctx, found) // one query for every match
+	ids, err := s.ConversationIDsOfUsers(ctx, found) // reads by _id for every match
 	if err != nil {
 		return nil, err
 	}

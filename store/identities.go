@@ -323,21 +323,47 @@ func (s *Store) UsersByIDsEach(ctx context.Context, p known.ProjectID, ids []kno
 }
 
 // MoveUserData moves the conversations and events of user from to user into. Each
-// conversation moves in a write of its own, which records its conversation.moved event.
+// conversation moves in a write of its own, which records its conversation.moved event and
+// names its place in into's list of conversations (moveConversation). The events move in one
+// write, after from's list of them is copied onto into's (copyEventList), so that into's list
+// shows them once they are into's; from's list is deleted after. from's conversations and
+// events are found by the query by user, so that none is left behind that a list misses.
 func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error {
-	byUser, err := s.ConversationIDsOfUsers(ctx, []known.UserID{from})
-	if err != nil {
+	var byUser map[known.UserID][]known.ConversationID
+	var owner struct {
+		ProjectID string `bson:"projectId"`
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) { byUser, err = s.ConversationIDsOfUsers(gctx, []known.UserID{from}); return err })
+	g.Go(func() error {
+		// The project names from's list of events (a gone user has none to copy).
+		err := s.users.FindOne(gctx, bson.M{"_id": string(from)}, options.FindOne().SetProjection(bson.M{"projectId": 1})).Decode(&owner)
+		if err != nil && !isNoDocuments(err) {
+			return fmt.Errorf("store: moving events: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	for _, cid := range byUser[from] {
+	// Oldest first, so that into's list of conversations (which a move appends to) has them
+	// in the order they started, the newest on top.
+	for _, cid := range slices.Backward(byUser[from]) {
 		if err := s.moveConversation(ctx, cid, from, into); err != nil {
+			return err
+		}
+	}
+	done := func(context.Context) error { return nil }
+	if owner.ProjectID != "" {
+		var err error
+		if done, err = s.copyEventList(ctx, known.ProjectID(owner.ProjectID), from, into); err != nil {
 			return err
 		}
 	}
 	if _, err := s.events.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
 		return fmt.Errorf("store: moving events: %w", err)
 	}
-	return nil
+	return done(ctx)
 }
 
 // DeleteMergedUser deletes user id after a merge moved everything of it elsewhere; events it

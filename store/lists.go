@@ -304,6 +304,11 @@ const (
 	listOrganizations = "organizations"
 	// listMessages begins the name of a conversation's list of its messages (messageList).
 	listMessages = "messages|"
+	// listUserEvents begins the name of a user's list of its tracked events (eventList).
+	listUserEvents = "events|"
+	// listUserConversations begins the name of a user's list of its conversations
+	// (userConversationList).
+	listUserConversations = "userConversations|"
 )
 
 // projectList is project p's list of the documents of collection name (one of the list…

@@ -91,8 +91,10 @@ func TestMessageList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if before-after != 3 { // the head and two buckets of c's messages
-			t.Errorf("deleting the user deleted %d list documents, want 3", before-after)
+		// The head and two buckets of c's messages, and the head and bucket of the user's
+		// list of its conversations.
+		if before-after != 5 {
+			t.Errorf("deleting the user deleted %d list documents, want 5", before-after)
 		}
 	})
 }

@@ -42,6 +42,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := s.migratePendingDeliveries(ctx); err != nil {
 		return fmt.Errorf("store: listing pending webhook deliveries: %w", err)
 	}
+	if err := s.migrateEventLists(ctx); err != nil {
+		return fmt.Errorf("store: listing users' events: %w", err)
+	}
+	if err := s.migrateUserConversationLists(ctx); err != nil {
+		return fmt.Errorf("store: listing users' conversations: %w", err)
+	}
 	return nil
 }
 
@@ -293,6 +299,68 @@ func (s *Store) listAllMessages(ctx context.Context) error {
 	}
 	return s.listMissing(ctx, owners, func(c string) list { return s.messageList(project[c], known.ConversationID(c)) },
 		s.messages, "conversationId")
+}
+
+// eventsListedID and userConversationsListedID are the _ids of the meta documents that say
+// every user's tracked events, and every user's conversations, are listed
+// (migrateEventLists, migrateUserConversationLists).
+const (
+	eventsListedID            = "userEventsListed"
+	userConversationsListedID = "userConversationsListed"
+)
+
+// migrateEventLists gives each user that has no list of its tracked events yet (versions
+// before it kept none) that list: its events in the order of their ids, the order they were
+// tracked in. It runs after migrateAnonymousRecords, which moves events to the records it
+// makes. See listUsersOnce.
+func (s *Store) migrateEventLists(ctx context.Context) error {
+	return s.listUsersOnce(ctx, eventsListedID, s.eventList, s.events)
+}
+
+// migrateUserConversationLists gives each user that has no list of its conversations yet
+// (versions before it kept none) that list: its conversations in the order of their ids, the
+// order they started in. See listUsersOnce.
+func (s *Store) migrateUserConversationLists(ctx context.Context) error {
+	return s.listUsersOnce(ctx, userConversationsListedID, s.userConversationList, s.conversations)
+}
+
+// listUsersOnce writes, for each user that has none, its list listOf of coll's documents that
+// name it in userId, in the order of their ids; as migrateMessageLists does, head last, so that
+// it is idempotent and an interrupted start is finished by the next. One query reads every
+// user's id, then the heads by _id, then the documents of the users still to do. That scans
+// every user, so once all are listed the meta document done says so, and later starts read
+// only it (a user made since lists each document as it is made, and one with none needs no
+// list: a list without a head is empty).
+func (s *Store) listUsersOnce(ctx context.Context, done string, listOf func(known.ProjectID, known.UserID) list, coll *mongo.Collection) error {
+	switch err := s.meta().FindOne(ctx, bson.M{"_id": done}).Err(); {
+	case err == nil:
+		return nil
+	case !isNoDocuments(err):
+		return err
+	}
+	cur, err := s.users.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"_id": 1, "projectId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var users []struct {
+		ID        string `bson:"_id"`
+		ProjectID string `bson:"projectId"`
+	}
+	if err := cur.All(ctx, &users); err != nil {
+		return err
+	}
+	project := make(map[string]known.ProjectID, len(users))
+	owners := make([]string, len(users))
+	for i, u := range users {
+		project[u.ID], owners[i] = known.ProjectID(u.ProjectID), u.ID
+	}
+	if err := s.listMissing(ctx, owners, func(u string) list { return listOf(project[u], known.UserID(u)) }, coll, "userId"); err != nil {
+		return err
+	}
+	if _, err := s.meta().InsertOne(ctx, bson.M{"_id": done}); err != nil && !mongo.IsDuplicateKeyError(err) {
+		return err
+	}
+	return nil
 }
 
 // migrateIdentities gives every user written before identities had provenance its list of

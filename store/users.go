@@ -286,7 +286,8 @@ func (s *Store) page(ctx context.Context, coll *mongo.Collection, filter bson.M,
 }
 
 // DeleteUser erases a user of project p with its identity keys, events (tracked ones and
-// change events, but for its user.deleted), conversations, their messages and lists of them. The user document goes last, so that an interrupted delete can be repeated.
+// change events, but for its user.deleted) and its list of them, conversations and its list of
+// them, their messages and lists of them. The user document goes last, so that an interrupted delete can be repeated.
 func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.UserID) error {
 	var d userDoc
 	if err := s.users.FindOne(ctx, bson.M{"_id": string(id)}).Decode(&d); err != nil {
@@ -335,6 +336,12 @@ func (s *Store) DeleteUser(ctx context.Context, p known.ProjectID, id known.User
 	}
 	if _, err := s.events.DeleteMany(ctx, bson.M{"userId": string(id)}); err != nil {
 		return fmt.Errorf("store: deleting events: %w", err)
+	}
+	if err := s.eventList(p, id).delete(ctx); err != nil {
+		return err
+	}
+	if err := s.userConversationList(p, id).delete(ctx); err != nil {
+		return err
 	}
 	if err := s.ReleaseKeys(ctx, p, d.keys(), id); err != nil {
 		return err
