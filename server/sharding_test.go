@@ -19,7 +19,7 @@ import (
 var shardKeys = map[string]string{
 	"users": "_id", "identity_keys": "_id", "organizations": "_id", "companies": "_id",
 	"conversations": "_id", "messages": "conversationId", "events": "_id", "widget_sessions": "_id",
-	"jwt_ids": "_id", "identification_tokens": "_id", "profiles": "_id",
+	"jwt_ids": "_id", "identification_tokens": "_id", "profiles": "_id", "lists": "_id", "webhook_pending": "_id",
 }
 
 // scattered are the queries the README lists as sent to every shard, by collection and the
