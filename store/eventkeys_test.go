@@ -11,8 +11,6 @@ import (
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // TestMigrateEventKeys: events that earlier versions published under their sequence number as
@@ -23,13 +21,8 @@ import (
 // lookup FerretDB 1.24 serves from an index.
 func TestMigrateEventKeys(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
-	events := client.Database(db).Collection("inbox_events")
+	db, raw := rawDatabase(t)
+	events := raw.Collection("inbox_events")
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	const n = 620 // more than one batch
 	var docs []any
@@ -91,18 +84,12 @@ func TestMigrateEventKeys(t *testing.T) {
 // MongoDB it is always due (another instance may have died; an index serves the sweep).
 func TestSweepDueAfterEventsLeftPending(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
+	db, raw := rawDatabase(t)
 	st, err := store.Open(ctx, store.Config{URI: storetest.URI(), Database: db, Log: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close(ctx)
-	defer st.Drop(ctx)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
 	insert := func(id string) {
 		t.Helper()
 		now := time.Now().UTC()
@@ -125,7 +112,7 @@ func TestSweepDueAfterEventsLeftPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Database(db).Collection("inbox_events").InsertOne(ctx, bson.M{"_id": fmt.Sprintf("%019d", seq+1),
+	if _, err := raw.Collection("inbox_events").InsertOne(ctx, bson.M{"_id": fmt.Sprintf("%019d", seq+1),
 		"seq": seq + 1, "eventId": "taken", "projectId": "q", "type": "user.created", "data": bson.M{}, "createdAt": time.Now()}); err != nil {
 		t.Fatal(err)
 	}

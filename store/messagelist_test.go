@@ -13,8 +13,6 @@ import (
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func messageID(m *known.Message) string { return string(m.ID) }
@@ -104,19 +102,14 @@ func TestMessageList(t *testing.T) {
 // messages gets an empty list; a second start changes nothing, and new messages go on the end.
 func TestMigrateMessageLists(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
+	db, raw := rawDatabase(t)
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if _, err := client.Database(db).Collection("projects").InsertOne(ctx, bson.M{"_id": "app_p", "name": "p", "createdAt": at}); err != nil {
+	if _, err := raw.Collection("projects").InsertOne(ctx, bson.M{"_id": "app_p", "name": "p", "createdAt": at}); err != nil {
 		t.Fatal(err)
 	}
 	convs := []string{"conv-a", "conv-b", "conv-empty"}
 	for _, c := range convs {
-		if _, err := client.Database(db).Collection("conversations").InsertOne(ctx, bson.M{"_id": c, "projectId": "app_p",
+		if _, err := raw.Collection("conversations").InsertOne(ctx, bson.M{"_id": c, "projectId": "app_p",
 			"visitorId": "v", "status": "OPEN", "messages": 0, "createdAt": at, "updatedAt": at}); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +124,7 @@ func TestMigrateMessageLists(t *testing.T) {
 			"author": "VISITOR", "verified": false, "createdAt": at})
 	}
 	slices.Reverse(docs)
-	if _, err := client.Database(db).Collection("messages").InsertMany(ctx, docs); err != nil {
+	if _, err := raw.Collection("messages").InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
 	for c, ids := range want {

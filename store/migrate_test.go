@@ -12,8 +12,6 @@ import (
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // TestMigrateIdentities: users written before identities had provenance get them on start,
@@ -22,13 +20,8 @@ import (
 // migration again changes nothing.
 func TestMigrateIdentities(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
-	users := client.Database(db).Collection("users")
+	db, raw := rawDatabase(t)
+	users := raw.Collection("users")
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	verifiedAt := at.Add(time.Hour)
 	legacy := []bson.M{
@@ -52,7 +45,7 @@ func TestMigrateIdentities(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := client.Database(db).Collection("conversations").InsertOne(ctx, bson.M{"_id": "c1", "projectId": "app_p",
+	if _, err := raw.Collection("conversations").InsertOne(ctx, bson.M{"_id": "c1", "projectId": "app_p",
 		"userId": "anon-random", "visitorId": "v3", "status": "OPEN", "createdAt": at, "updatedAt": at}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,15 +113,10 @@ func sameIdentities(a, b []known.Identity) bool {
 // does not show; a second start changes nothing, and new conversations go on the end.
 func TestMigrateConversationLists(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
+	db, raw := rawDatabase(t)
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, p := range []string{"app_p", "app_q", "app_empty"} {
-		if _, err := client.Database(db).Collection("projects").InsertOne(ctx, bson.M{"_id": p, "name": p, "createdAt": at}); err != nil {
+		if _, err := raw.Collection("projects").InsertOne(ctx, bson.M{"_id": p, "name": p, "createdAt": at}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,11 +133,11 @@ func TestMigrateConversationLists(t *testing.T) {
 			"messages": 0, "createdAt": at, "updatedAt": at})
 	}
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(docs), func(i, j int) { docs[i], docs[j] = docs[j], docs[i] })
-	if _, err := client.Database(db).Collection("conversations").InsertMany(ctx, docs); err != nil {
+	if _, err := raw.Collection("conversations").InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
 	// A bucket of a start that stopped before writing its list's head.
-	if _, err := client.Database(db).Collection("lists").InsertOne(ctx, bson.M{"_id": "app_p|conversations|0",
+	if _, err := raw.Collection("lists").InsertOne(ctx, bson.M{"_id": "app_p|conversations|0",
 		"e": bson.M{"1": "stale", "99": "stale"}}); err != nil {
 		t.Fatal(err)
 	}

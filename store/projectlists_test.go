@@ -15,8 +15,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // pager is one of the store's pages of a project list (ProjectUsers, ProjectCompanies, …).
@@ -419,16 +417,11 @@ func TestSeedBulkLists(t *testing.T) {
 // changes nothing, and new ones go on the end.
 func TestMigrateProjectLists(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
+	db, raw := rawDatabase(t)
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	insert := func(coll string, docs ...any) {
 		t.Helper()
-		if _, err := client.Database(db).Collection(coll).InsertMany(ctx, docs); err != nil {
+		if _, err := raw.Collection(coll).InsertMany(ctx, docs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // lastKeys returns the keys of conversation id's copy of its last message, as stored.
@@ -42,13 +41,8 @@ func lastKeys(t *testing.T, coll *mongo.Collection, id string) []string {
 // start, read the same before and after, and a second start changes nothing.
 func TestLastMessageCopyHoldsWhatARowShows(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
-	convs := client.Database(db).Collection("conversations")
+	db, raw := rawDatabase(t)
+	convs := raw.Collection("conversations")
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, c := range []struct {
 		id       string

@@ -14,8 +14,6 @@ import (
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // conversationsOf returns user u's conversation ids from its list, as strings.
@@ -187,19 +185,14 @@ func TestUserConversationListCommands(t *testing.T) {
 // empty list; later starts change nothing, and new conversations go on the end.
 func TestMigrateUserConversationLists(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
+	db, raw := rawDatabase(t)
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if _, err := client.Database(db).Collection("projects").InsertOne(ctx, bson.M{"_id": "app_p", "name": "p", "createdAt": at}); err != nil {
+	if _, err := raw.Collection("projects").InsertOne(ctx, bson.M{"_id": "app_p", "name": "p", "createdAt": at}); err != nil {
 		t.Fatal(err)
 	}
 	users := []string{"user-a", "user-b", "user-idle"}
 	for _, u := range users {
-		if _, err := client.Database(db).Collection("users").InsertOne(ctx, bson.M{"_id": u, "projectId": "app_p",
+		if _, err := raw.Collection("users").InsertOne(ctx, bson.M{"_id": u, "projectId": "app_p",
 			"identities": bson.A{}, "metadata": bson.M{}, "createdAt": at, "updatedAt": at}); err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +211,7 @@ func TestMigrateUserConversationLists(t *testing.T) {
 		docs = append(docs, d)
 	}
 	rand.Shuffle(len(docs), func(i, j int) { docs[i], docs[j] = docs[j], docs[i] })
-	if _, err := client.Database(db).Collection("conversations").InsertMany(ctx, docs); err != nil {
+	if _, err := raw.Collection("conversations").InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
 	for u, ids := range want {

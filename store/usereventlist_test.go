@@ -15,8 +15,6 @@ import (
 	"github.com/knownhq/known/store/storetest"
 	"github.com/rs/zerolog"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func eventID(e *known.Event) string { return string(e.ID) }
@@ -245,19 +243,14 @@ func TestUserEventListCommands(t *testing.T) {
 // events go on the end.
 func TestMigrateUserEventLists(t *testing.T) {
 	ctx := context.Background()
-	db := storetest.NewDatabaseName(t)
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Disconnect(ctx)
+	db, raw := rawDatabase(t)
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if _, err := client.Database(db).Collection("projects").InsertOne(ctx, bson.M{"_id": "app_p", "name": "p", "createdAt": at}); err != nil {
+	if _, err := raw.Collection("projects").InsertOne(ctx, bson.M{"_id": "app_p", "name": "p", "createdAt": at}); err != nil {
 		t.Fatal(err)
 	}
 	users := []string{"user-a", "user-b", "user-idle"}
 	for _, u := range users {
-		if _, err := client.Database(db).Collection("users").InsertOne(ctx, bson.M{"_id": u, "projectId": "app_p",
+		if _, err := raw.Collection("users").InsertOne(ctx, bson.M{"_id": u, "projectId": "app_p",
 			"identities": bson.A{}, "metadata": bson.M{}, "createdAt": at, "updatedAt": at}); err != nil {
 			t.Fatal(err)
 		}
@@ -272,11 +265,11 @@ func TestMigrateUserEventLists(t *testing.T) {
 			"properties": bson.M{}, "occurredAt": at, "createdAt": at})
 	}
 	rand.Shuffle(len(docs), func(i, j int) { docs[i], docs[j] = docs[j], docs[i] })
-	if _, err := client.Database(db).Collection("events").InsertMany(ctx, docs); err != nil {
+	if _, err := raw.Collection("events").InsertMany(ctx, docs); err != nil {
 		t.Fatal(err)
 	}
 	// A bucket of user-a's list, as a start interrupted before its head leaves it.
-	if _, err := client.Database(db).Collection("lists").InsertOne(ctx, bson.M{"_id": "app_p|events|user-a|0",
+	if _, err := raw.Collection("lists").InsertOne(ctx, bson.M{"_id": "app_p|events|user-a|0",
 		"e": bson.M{"1": want["user-b"][0], "99": "gone"}}); err != nil {
 		t.Fatal(err)
 	}

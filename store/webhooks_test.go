@@ -34,26 +34,11 @@ type hookStore struct {
 func openHookStore(t *testing.T) *hookStore {
 	t.Helper()
 	h := &hookStore{audit: &storetest.Auditor{}, now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
-	name := storetest.NewDatabaseName(t)
-	h.db = rawDatabase(t, name)
+	name, db := rawDatabase(t)
+	h.db = db
 	h.st = openNamed(t, name, h.audit)
 	h.hook = h.newWebhook(t, "app_hooks")
 	return h
-}
-
-// rawDatabase is database name through a client of the test's own, whose commands the store's
-// auditor does not see.
-func rawDatabase(t *testing.T, name string) *mongo.Database {
-	t.Helper()
-	client, err := mongo.Connect(options.Client().ApplyURI(storetest.URI()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = client.Database(name).Drop(context.Background())
-		_ = client.Disconnect(context.Background())
-	})
-	return client.Database(name)
 }
 
 // openNamed starts a store on database name (running its migrations), closed when the test ends.
@@ -442,8 +427,7 @@ func TestDeletingAWebhookOrProjectDeletesItsPendingSet(t *testing.T) {
 // delivered; a second start changes nothing.
 func TestMigrateListsPendingDeliveriesOfEarlierVersions(t *testing.T) {
 	ctx := context.Background()
-	name := storetest.NewDatabaseName(t)
-	db := rawDatabase(t, name)
+	name, db := rawDatabase(t)
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	hooks := []string{store.NewID(), store.NewID()}
 	want := map[string][]string{}
