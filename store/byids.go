@@ -104,7 +104,7 @@ func (s *Store) byIDsWhere(ctx context.Context, coll *mongo.Collection, ids []st
 	if err != nil {
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}
-	if err := cur.All(ctx, out); err != nil {
+	if err := decodeAll(ctx, cur, out); err != nil {
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}
 	return nil
@@ -119,7 +119,7 @@ func (s *Store) eachByID(ctx context.Context, coll *mongo.Collection, ids []stri
 	for i, id := range ids {
 		g.Go(func() error {
 			d := reflect.New(slice.Type().Elem())
-			err := coll.FindOne(gctx, bson.M{"_id": id}).Decode(d.Interface())
+			err := decodeOne(coll.FindOne(gctx, bson.M{"_id": id}), d.Interface())
 			if isNoDocuments(err) {
 				return nil
 			}
