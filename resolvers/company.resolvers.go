@@ -91,10 +91,7 @@ func (r *queryResolver) Companies(ctx context.Context, first *int, after *string
 		}
 		return positionCompanyConnection(cs, next, more), nil
 	}
-	page, err = pageArgs(first, after)
-	if err != nil {
-		return nil, err
-	}
+	// page is the cursor's by id: positionPageArgs decoded it.
 	cs, more, err := r.Service.Companies(ctx, page)
 	if err != nil {
 		return nil, err

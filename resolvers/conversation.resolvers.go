@@ -47,10 +47,7 @@ func (r *conversationResolver) Messages(ctx context.Context, obj *known.Conversa
 		}
 		return positionMessageConnection(ms, next, more), nil
 	}
-	page, err = pageArgs(first, after)
-	if err != nil {
-		return nil, err
-	}
+	// page is the cursor's by id: positionPageArgs decoded it.
 	ms, more, err := r.Service.Messages(ctx, obj, page)
 	if err != nil {
 		return nil, err

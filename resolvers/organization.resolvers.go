@@ -51,10 +51,7 @@ func (r *queryResolver) Organizations(ctx context.Context, first *int, after *st
 		}
 		return positionOrganizationConnection(os, next, more), nil
 	}
-	page, err = pageArgs(first, after)
-	if err != nil {
-		return nil, err
-	}
+	// page is the cursor's by id: positionPageArgs decoded it.
 	os, more, err := r.Service.Organizations(ctx, page)
 	if err != nil {
 		return nil, err
