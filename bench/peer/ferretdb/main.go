@@ -26,17 +26,12 @@ func main() {
 	dir := flag.String("dir", "", "directory of the SQLite files (required)")
 	addr := flag.String("addr", "127.0.0.1:0", "listen address, on loopback")
 	pprofAddr := flag.String("pprof", "", "a loopback address to serve net/http/pprof on (where the store's CPU goes)")
-	debug := flag.Bool("debug", false, "log every command FerretDB handles (debug level)")
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "ferretdb: -dir is required")
 		os.Exit(2)
 	}
-	level := zerolog.WarnLevel
-	if *debug {
-		level = zerolog.DebugLevel
-	}
-	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Logger()
+	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	s, err := embedded.Start(*dir, *addr, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ferretdb:", err)
