@@ -89,13 +89,12 @@ func (s *Store) SaveProfiles(ctx context.Context, prs ...*known.Profile) error {
 // saveProfiles is one bulk write of SaveProfiles.
 func (s *Store) saveProfiles(ctx context.Context, prs []*known.Profile) error {
 	models := make([]mongo.WriteModel, 0, len(prs))
-	ids := make([]string, 0, len(prs))
 	for _, pr := range prs {
-		ids = append(ids, string(pr.UserID))
 		models = append(models, mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": string(pr.UserID)}).
 			SetUpdate(profileUpdate(pr)).SetUpsert(true))
 	}
-	defer s.serial.lockAll(s.profiles, ids)()
+	// Only bulk writes update profiles (deletes need no turn), so their turn is enough: turns
+	// of single documents would hold slots that other collections' writes share.
 	if s.serial.on {
 		s.serial.bulk.Lock()
 		defer s.serial.bulk.Unlock()

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"hash/fnv"
-	"slices"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -19,14 +18,15 @@ import (
 type serial struct {
 	on bool
 	mu [256]sync.Mutex
-	// bulk is the turn of multi-statement writes (see ferretBulk).
+	// bulk is the turn of multi-statement writes (see ferretBulk); profiles, their one
+	// writer, take only it.
 	bulk sync.Mutex
 	// userRevs are the users' revisions as this process last wrote them (userupdate.go).
 	userRevs userRevs
 }
 
 // lock takes the turn of document id of collection coll, and returns the function that
-// gives it back. It is a no-op on MongoDB. Callers hold at most one turn at a time, but for lockAll's.
+// gives it back. It is a no-op on MongoDB. Callers hold at most one turn at a time.
 func (s *serial) lock(coll *mongo.Collection, id string) func() {
 	if !s.on {
 		return func() {}
@@ -34,30 +34,6 @@ func (s *serial) lock(coll *mongo.Collection, id string) func() {
 	m := &s.mu[s.slot(coll, id)]
 	m.Lock()
 	return m.Unlock
-}
-
-// lockAll takes the turns of documents ids of collection coll, in one order, and returns the
-// function that gives them back: for a bulk write. Turns are taken in ascending slot order,
-// each slot once, so that two bulk writes cannot wait for each other, nor a bulk write for
-// itself when two ids share a slot.
-func (s *serial) lockAll(coll *mongo.Collection, ids []string) func() {
-	if !s.on {
-		return func() {}
-	}
-	slots := make([]uint32, 0, len(ids))
-	for _, id := range ids {
-		slots = append(slots, s.slot(coll, id))
-	}
-	slices.Sort(slots)
-	slots = slices.Compact(slots)
-	for _, i := range slots {
-		s.mu[i].Lock()
-	}
-	return func() {
-		for _, i := range slots {
-			s.mu[i].Unlock()
-		}
-	}
 }
 
 func (s *serial) slot(coll *mongo.Collection, id string) uint32 {
