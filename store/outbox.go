@@ -177,6 +177,8 @@ type outbox struct {
 	done   chan struct{}
 	// owed counts the sweeps due because this process left events pending (SweepDue).
 	owed atomic.Int32
+	// swept is when the last Sweep began (Unix nanoseconds), or the outbox started.
+	swept atomic.Int64
 }
 
 // sweepsOwed is how many periodic sweeps a failure to publish makes due: the first may come
@@ -186,13 +188,19 @@ const sweepsOwed = 3
 // leftPending records that this process left events pending in their documents.
 func (s *Store) leftPending() { s.out.owed.Store(sweepsOwed) }
 
+// sweepAtLeastEvery is how long FerretDB goes without a sweep at most: a write whose change
+// landed but whose reply did not arrive (a cancelled request, a timeout) leaves its events
+// pending without this process knowing.
+const sweepAtLeastEvery = 15 * time.Minute
+
 // SweepDue reports whether a periodic Sweep may find events left pending. On MongoDB always:
 // another instance may have died with events pending, and the sweeper's query is served by an
-// index. On FerretDB, which one process serves at a time (API.md §11), only after this
-// process failed to publish some: the sweep at start covers a process that died, and a sweep
-// there reads and decodes the users, conversations and messages collections whole.
+// index. On FerretDB, which one process serves at a time (API.md §11), after this process
+// failed to publish some, and otherwise every sweepAtLeastEvery: the sweep at start covers a
+// process that died, and a sweep there reads and decodes the users, conversations and messages
+// collections whole.
 func (s *Store) SweepDue() bool {
-	if !s.FerretDB() {
+	if !s.FerretDB() || time.Since(time.Unix(0, s.out.swept.Load())) >= sweepAtLeastEvery {
 		return true
 	}
 	for {
@@ -207,6 +215,7 @@ func (s *Store) SweepDue() bool {
 }
 
 func (s *Store) startOutbox() {
+	s.out.swept.Store(time.Now().UnixNano())
 	s.out.queue = make(chan publishJob, 4096)
 	s.out.done = make(chan struct{})
 	go func() {
@@ -464,6 +473,7 @@ func (s *Store) flush(ctx context.Context, coll *mongo.Collection, id string, mi
 // minAge, which their own request is likely still publishing (publishing twice is harmless,
 // but leaves a gap). It returns how many events it published.
 func (s *Store) Sweep(ctx context.Context, minAge time.Duration) (int, error) {
+	s.out.swept.Store(time.Now().UnixNano())
 	n := 0
 	for _, coll := range []*mongo.Collection{s.users, s.conversations, s.messages} {
 		cur, err := coll.Find(ctx, bson.M{"pendingCount": bson.M{"$gt": 0}}, options.Find().SetProjection(bson.M{"_id": 1}))
