@@ -21,9 +21,6 @@ import (
 // Data an earlier version writes after a step ran is not migrated: stop every instance of an
 // earlier version before the first instance of this one starts (README, "Upgrading").
 func (s *Store) migrate(ctx context.Context) error {
-	if err := s.createPendingCollection(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
 	for _, step := range []struct {
 		done, what string
 		run        func(context.Context) error
@@ -536,21 +533,6 @@ func (s *Store) migratePendingDeliveries(ctx context.Context) error {
 			}
 		}
 		docs = docs[n:]
-	}
-	return nil
-}
-
-// createPendingCollection makes the webhooks' pending sets' collection (webhooks.go), which
-// on the embedded store gets its _id index now rather than at the next start.
-func (s *Store) createPendingCollection(ctx context.Context) error {
-	if s.files == nil {
-		return nil
-	}
-	switch err := s.db.CreateCollection(ctx, pendingCollection); {
-	case err == nil:
-		return s.files.IndexIDs(ctx, s.db.Name())
-	case !isNamespaceExists(err):
-		return err
 	}
 	return nil
 }

@@ -33,7 +33,7 @@ func (s *Store) DeleteProject(ctx context.Context, p known.ProjectID) error {
 	}
 	byProject := bson.M{"projectId": string(p)}
 	for _, coll := range []*mongo.Collection{s.projectKeys, s.sessions, s.users, s.identityKeys, s.organizations,
-		s.companies, s.conversations, s.messages, s.events, s.profiles, s.idTokens, s.auditLog()} {
+		s.companies, s.conversations, s.messages, s.events, s.profiles, s.idTokens, s.auditLog(), s.deliveries} {
 		if _, err := coll.DeleteMany(ctx, byProject); err != nil {
 			return fmt.Errorf("store: deleting the project's %s: %w", coll.Name(), err)
 		}

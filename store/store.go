@@ -221,7 +221,7 @@ func isNamespaceExists(err error) bool {
 func (s *Store) collections() []*mongo.Collection {
 	return []*mongo.Collection{s.projects, s.projectKeys, s.users, s.identityKeys, s.organizations, s.companies,
 		s.conversations, s.messages, s.events, s.sessions, s.jwtIDs, s.idTokens, s.profiles, s.changes, s.webhooks,
-		s.deliveries, s.meta(), s.auditLog(), s.lists()}
+		s.deliveries, s.meta(), s.auditLog(), s.lists(), s.pending()}
 }
 
 // use points the store's collections into db.
