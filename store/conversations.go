@@ -107,15 +107,15 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	s.publish(ctx, s.conversations, string(c.ID), evs)
 	// Listed after the insert, so that the lists never name a conversation that is not
 	// there. Should this fail, the conversation exists but is missing from the project's
-	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs); the error
-	// says the call did not complete.
+	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs): unlisted.
 	var named error
 	if c.UserID != nil && reserved == nil {
 		wg.Go(func() { named = ul.set(ctx, pos, string(c.ID)) })
 	}
 	_, err := s.conversationList(c.ProjectID).append(ctx, string(c.ID))
 	wg.Wait()
-	return cmp.Or(err, reserved, named)
+	s.unlisted(cmp.Or(err, reserved, named), "conversations", string(c.ID))
+	return nil
 }
 
 // userConversationList is user u's list of its conversations, in the order they started or
@@ -196,12 +196,9 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	}
 	// Listed after the insert, so that the list never names a message that is not there.
 	// Should this fail, the message exists but is missing from the conversation's list
-	// (ConversationMessages); the error says the call did not complete.
-	if _, err := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID); err != nil {
-		s.publish(ctx, s.messages, d.ID, evs)
-		return err
-	}
-	d.Pending, d.PendingCount = nil, 0
+	// (ConversationMessages): unlisted; the conversation still counts it.
+	_, listed := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID)
+	s.unlisted(listed, "messages", d.ID)
 	defer s.publish(ctx, s.messages, d.ID, evs)
 	defer s.serial.lock(s.conversations, d.ConversationID)()
 	newer := bson.M{"$set": bson.M{"last": lastOf(&d), "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
@@ -267,10 +264,11 @@ func (s *Store) AddEvent(ctx context.Context, e *known.Event) error {
 	if inserted != nil {
 		return fmt.Errorf("store: adding event: %w", inserted)
 	}
-	if reserved != nil {
-		return reserved
+	if reserved == nil {
+		reserved = l.set(ctx, pos, d.ID)
 	}
-	return l.set(ctx, pos, d.ID)
+	s.unlisted(reserved, "events", d.ID)
+	return nil
 }
 
 // eventList is user u's list of its tracked events, in the order they were tracked or moved to

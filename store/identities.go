@@ -281,8 +281,7 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 	// in one round trip. Readers show a user only at the place its document names, so a list
 	// entry whose insert has not landed yet, or failed (a concurrent first write of one
 	// visitor, whose winner names another place), shows nothing. Should the naming fail, the
-	// user exists but is missing from the project's unfiltered list (ProjectUsers); the error
-	// says the call did not complete.
+	// user exists but is missing from the project's unfiltered list (ProjectUsers): unlisted.
 	l := s.projectList(u.ProjectID, listUsers)
 	pos, err := l.reserve(ctx)
 	if err != nil {
@@ -301,7 +300,8 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 		return fmt.Errorf("store: creating user: %w", inserted)
 	}
 	s.publish(ctx, s.users, d.ID, evs)
-	return named
+	s.unlisted(named, "users", d.ID)
+	return nil
 }
 
 // UsersByIDsEach reads users by id, one find by _id each, sent together; missing ones (and

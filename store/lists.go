@@ -126,6 +126,17 @@ func upsertByID(ctx context.Context, coll *mongo.Collection, id string, update b
 	return err
 }
 
+// unlisted handles the failure of listing a document whose write has landed (err, or nil):
+// the document exists but is missing from its list, which a reader of the list does not show.
+// The call that wrote it has done its work, so the failure is logged here and not returned: an
+// error would make callers undo the write around it (release a new user's identity keys) or a
+// client send it again (a second message, a second conversation).
+func (s *Store) unlisted(err error, coll, id string) {
+	if err != nil {
+		s.log.Warn().Err(err).Str("collection", coll).Str("id", id).Msg("a stored document is missing from its list")
+	}
+}
+
 // length returns the number of positions the list has given out (0 for a list never
 // appended to).
 func (l list) length(ctx context.Context) (int64, error) {
