@@ -363,7 +363,16 @@ func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error
 	if _, err := s.events.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
 		return fmt.Errorf("store: moving events: %w", err)
 	}
-	return done(ctx)
+	if err := done(ctx); err != nil {
+		return err
+	}
+	if owner.ProjectID == "" {
+		return nil
+	}
+	// Every conversation of from is into's now, and names its place there: from's list of
+	// them names none that it shows, and would stay behind (a visitor's record made again
+	// under the same id would read through it).
+	return s.userConversationList(known.ProjectID(owner.ProjectID), from).delete(ctx)
 }
 
 // DeleteMergedUser deletes user id after a merge moved everything of it elsewhere; events it

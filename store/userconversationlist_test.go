@@ -104,7 +104,8 @@ func TestUserConversationList(t *testing.T) {
 // TestUserConversationListFollowsMerges: a merged user's conversations show for the user it
 // merged into, newest on top, and not for the merged user; a conversation moved away and back
 // shows once, at its last place; a merge done again lists nothing twice; a conversation at the
-// same place of the list it left and the list it joined shows only in the second.
+// same place of the list it left and the list it joined shows only in the second; the merged
+// user's list is deleted.
 func TestUserConversationListFollowsMerges(t *testing.T) {
 	st := storetest.Open(t, nil)
 	ctx := context.Background()
@@ -138,8 +139,16 @@ func TestUserConversationListFollowsMerges(t *testing.T) {
 	from := newUser(t, st, "p", "", "other browser")
 	to := newUser(t, st, "p", "fresh@example.com", "")
 	c := string(startConversation(t, st, ctx, "p", from))
+	before, err := st.ListDocuments(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.MoveUserData(ctx, from, to); err != nil {
 		t.Fatal(err)
+	}
+	// to's list (a head and a bucket) is made, from's (the same) deleted.
+	if after, err := st.ListDocuments(ctx, "p"); err != nil || after != before {
+		t.Errorf("the merge left %d list documents (%v), want %d: the merged user's list stays behind", after, err, before)
 	}
 	if got := conversationsOf(t, st, "p", to); !slices.Equal(got, []string{c}) {
 		t.Errorf("moved to an empty list: it lists %v, want [%s]", got, c)
