@@ -371,7 +371,8 @@ func TestProjectListCommands(t *testing.T) {
 }
 
 // TestSeedBulkLists: SeedBulk lists the users, companies and organizations it seeds, oldest
-// first by id, and DeleteProject deletes those lists.
+// first by id, and each user's conversations in the user's list; DeleteProject deletes those
+// lists.
 func TestSeedBulkLists(t *testing.T) {
 	st := storetest.Open(t, nil)
 	ctx := context.Background()
@@ -384,6 +385,14 @@ func TestSeedBulkLists(t *testing.T) {
 		o := &known.Organization{ID: known.OrganizationID(store.NewID()), ProjectID: "app_s", ExternalID: fmt.Sprint(i), CreatedAt: now, UpdatedAt: now}
 		seed.Users, seed.Companies, seed.Organizations = append(seed.Users, u), append(seed.Companies, c), append(seed.Organizations, o)
 		users, companies, orgs = append(users, string(u.ID)), append(companies, string(c.ID)), append(orgs, string(o.ID))
+	}
+	talker := seed.Users[7].ID
+	var talks []known.ConversationID
+	for range 3 {
+		c := &known.Conversation{ID: known.ConversationID(store.NewID()), ProjectID: "app_s", UserID: &talker, VisitorID: "v",
+			Status: known.ConversationOpen, CreatedAt: now, UpdatedAt: now}
+		seed.Conversations = append(seed.Conversations, c)
+		talks = append(talks, c.ID)
 	}
 	if err := st.CreateProject(ctx, &known.Project{ID: "app_s", Name: "s", CreatedAt: now}, "hash-s", "sealed"); err != nil {
 		t.Fatal(err)
@@ -399,6 +408,11 @@ func TestSeedBulkLists(t *testing.T) {
 	}
 	if got := readList(t, st.ProjectOrganizations, organizationID, "app_s", 50); !slices.Equal(got, reversed(orgs)) {
 		t.Errorf("seeded organizations listed %v, want %v", got, reversed(orgs))
+	}
+	byUser, err := st.UserConversationIDs(ctx, "app_s", []known.UserID{talker})
+	slices.Reverse(talks) // newest first
+	if err != nil || !slices.Equal(byUser[talker], talks) {
+		t.Errorf("a seeded user's conversations listed %v (%v), want %v", byUser[talker], err, talks)
 	}
 	newUser(t, st, "app_s", "late@example.com", "")
 	if err := st.DeleteProject(ctx, "app_s"); err != nil {

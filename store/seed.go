@@ -18,7 +18,8 @@ type Seed struct {
 	// Companies and Organizations are stored with their keys (the customer's ids).
 	Companies     []*known.Company
 	Organizations []*known.Organization
-	// Conversations are stored with their last message (Last, when set) also as a message.
+	// Conversations are stored with their last message (Last, when set) also as a message,
+	// and listed in their user's list of conversations.
 	Conversations []*known.Conversation
 }
 
@@ -103,8 +104,25 @@ func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 	for _, o := range seed.Organizations {
 		add(listOrganizations, o.ProjectID, string(o.ID))
 	}
+	// And each user's conversations in its list of them (userConversationList), oldest first
+	// by id: the users are new, so their lists are too.
+	type owner struct {
+		p known.ProjectID
+		u known.UserID
+	}
+	byUser := map[owner][]string{}
 	for _, c := range seed.Conversations {
 		add(listConversations, c.ProjectID, string(c.ID))
+		if c.UserID != nil {
+			o := owner{c.ProjectID, *c.UserID}
+			byUser[o] = append(byUser[o], string(c.ID))
+		}
+	}
+	for o, ids := range byUser {
+		slices.Sort(ids)
+		for _, d := range s.userConversationList(o.p, o.u).docs(ids) {
+			msgLists = append(msgLists, d)
+		}
 	}
 	if err := s.insertChunks(ctx, s.lists(), msgLists); err != nil {
 		return err
