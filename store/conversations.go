@@ -85,8 +85,9 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	none := 0
 	evs := []changeDoc{conversationChange(known.ConversationCreated, c, map[string]any{"conversation": conversationSnapshot(c)}, c.CreatedAt)}
 	var ul list
-	var pos int64
-	var inserted, reserved error
+	pl := s.conversationList(c.ProjectID)
+	var pos, ppos int64
+	var inserted, reserved, preserved error
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		_, inserted = s.conversations.InsertOne(ctx, conversationDoc{
@@ -95,26 +96,30 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 			Pending: pendingMap(evs), PendingCount: len(evs),
 		})
 	})
+	// Its places in the lists are reserved meanwhile: a place whose item never lands stays
+	// empty, which readers skip.
+	wg.Go(func() { ppos, preserved = pl.reserve(ctx) })
 	if c.UserID != nil {
 		ul = s.userConversationList(c.ProjectID, *c.UserID)
 		wg.Go(func() { pos, reserved = ul.reserve(ctx) })
 	}
 	wg.Wait()
 	if inserted != nil {
-		// A place reserved in the user's list stays empty, which readers skip.
 		return fmt.Errorf("store: creating conversation: %w", inserted)
 	}
 	s.publish(ctx, s.conversations, string(c.ID), evs)
 	// Listed after the insert, so that the lists never name a conversation that is not
 	// there. Should this fail, the conversation exists but is missing from the project's
 	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs): unlisted.
-	var named error
+	var named, pnamed error
 	if c.UserID != nil && reserved == nil {
 		wg.Go(func() { named = ul.set(ctx, pos, string(c.ID)) })
 	}
-	_, err := s.conversationList(c.ProjectID).append(ctx, string(c.ID))
+	if preserved == nil {
+		wg.Go(func() { pnamed = pl.set(ctx, ppos, string(c.ID)) })
+	}
 	wg.Wait()
-	s.unlisted(cmp.Or(err, reserved, named), "conversations", string(c.ID))
+	s.unlisted(cmp.Or(preserved, pnamed, reserved, named), "conversations", string(c.ID))
 	return nil
 }
 
@@ -197,9 +202,16 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	// Listed after the insert, so that the list never names a message that is not there.
 	// Should this fail, the message exists but is missing from the conversation's list
 	// (ConversationMessages): unlisted; the conversation still counts it.
-	_, listed := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID)
-	s.unlisted(listed, "messages", d.ID)
+	// The append goes alongside the conversation's update; the event is published once both
+	// are done (deferred calls run last first).
 	defer s.publish(ctx, s.messages, d.ID, evs)
+	var listed error
+	var wg sync.WaitGroup
+	wg.Go(func() { _, listed = s.messageList(c.ProjectID, c.ID).append(ctx, d.ID) })
+	defer func() {
+		wg.Wait()
+		s.unlisted(listed, "messages", d.ID)
+	}()
 	defer s.serial.lock(s.conversations, d.ConversationID)()
 	newer := bson.M{"$set": bson.M{"last": lastOf(&d), "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
 	countOnly := bson.M{"$inc": bson.M{"messages": 1}} // a newer message is the last one already
