@@ -363,11 +363,17 @@ func (s *Store) MoveUserData(ctx context.Context, from, into known.UserID) error
 	if _, err := s.events.UpdateMany(ctx, bson.M{"userId": string(from)}, bson.M{"$set": bson.M{"userId": string(into)}}); err != nil {
 		return fmt.Errorf("store: moving events: %w", err)
 	}
-	if err := done(ctx); err != nil {
+	if owner.ProjectID == "" {
+		return done(ctx)
+	}
+	// An event tracked for from while this ran was moved too, but is listed only in from's
+	// list: copy again (what the first copy placed keeps its place) before from's list goes.
+	done, err := s.copyEventList(ctx, known.ProjectID(owner.ProjectID), from, into)
+	if err != nil {
 		return err
 	}
-	if owner.ProjectID == "" {
-		return nil
+	if err := done(ctx); err != nil {
+		return err
 	}
 	// Every conversation of from is into's now, and names its place there: from's list of
 	// them names none that it shows, and would stay behind (a visitor's record made again
