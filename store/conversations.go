@@ -556,9 +556,16 @@ func (s *Store) ProjectConversations(ctx context.Context, p known.ProjectID, pag
 // after ms[i]; page.After is "" or such a value, anything else is BAD_USER_INPUT (field
 // after).
 func (s *Store) ConversationMessages(ctx context.Context, c *known.Conversation, page known.Page) (ms []*known.Message, after []string, more bool, err error) {
-	// The messages' shard key (README, Sharding) goes with their ids.
+	// The messages' shard key (README, Sharding) goes with their ids; the finds by _id that
+	// byIDsWhere may send instead do not name it, so a message of another conversation is
+	// skipped here (as one of another project).
 	return pageDocs(ctx, s.messageList(c.ProjectID, c.ID), c.ProjectID, s.messages, bson.M{"conversationId": string(c.ID)}, page,
-		func(d *messageDoc) (string, string) { return d.ID, d.ProjectID }, (*messageDoc).message)
+		func(d *messageDoc) (string, string) {
+			if d.ConversationID != string(c.ID) {
+				return d.ID, ""
+			}
+			return d.ID, d.ProjectID
+		}, (*messageDoc).message)
 }
 
 // Messages returns a page of a conversation's messages, newest first by id: a query of the
