@@ -580,6 +580,9 @@ func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts,
 	if gerr := g.Wait(); err == nil {
 		err = gerr
 	}
+	if errors.Is(err, store.ErrUnlisted) {
+		return nil, err // the user exists and its keys name it: a retry finds it
+	}
 	if err != nil {
 		return nil, undo(err)
 	}

@@ -87,14 +87,14 @@ func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.
 
 // listNew appends document id of coll to project p's list of them when this call made it
 // (inserted): after the write, so that the list never names a document that is not there.
-// Should the append fail, the document exists but is missing from the project's list:
-// unlisted.
+// Should the append fail, the document exists but is missing from the project's list; the
+// error says the call did not complete.
 func (s *Store) listNew(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id string, inserted bool) error {
-	if inserted {
-		_, err := s.projectList(p, coll.Name()).append(ctx, id)
-		s.unlisted(err, coll.Name(), id)
+	if !inserted {
+		return nil
 	}
-	return nil
+	_, err := s.projectList(p, coll.Name()).append(ctx, id)
+	return err
 }
 
 // upsertByIDLocked is upsertByID's write, with the caller's filter and turn. It reports

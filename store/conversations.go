@@ -110,7 +110,8 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	s.publish(ctx, s.conversations, string(c.ID), evs)
 	// Listed after the insert, so that the lists never name a conversation that is not
 	// there. Should this fail, the conversation exists but is missing from the project's
-	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs): unlisted.
+	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs); the error
+	// says the call did not complete.
 	var named, pnamed error
 	if c.UserID != nil && reserved == nil {
 		wg.Go(func() { named = ul.set(ctx, pos, string(c.ID)) })
@@ -119,8 +120,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 		wg.Go(func() { pnamed = pl.set(ctx, ppos, string(c.ID)) })
 	}
 	wg.Wait()
-	s.unlisted(cmp.Or(preserved, pnamed, reserved, named), "conversations", string(c.ID))
-	return nil
+	return cmp.Or(preserved, pnamed, reserved, named)
 }
 
 // userConversationList is user u's list of its conversations, in the order they started or
@@ -201,17 +201,12 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	}
 	// Listed after the insert, so that the list never names a message that is not there.
 	// Should this fail, the message exists but is missing from the conversation's list
-	// (ConversationMessages): unlisted; the conversation still counts it.
-	// The append goes alongside the conversation's update; the event is published once both
-	// are done (deferred calls run last first).
+	// (ConversationMessages) and is not counted; the error says the call did not complete, so
+	// that a client's retry stores one that shows.
 	defer s.publish(ctx, s.messages, d.ID, evs)
-	var listed error
-	var wg sync.WaitGroup
-	wg.Go(func() { _, listed = s.messageList(c.ProjectID, c.ID).append(ctx, d.ID) })
-	defer func() {
-		wg.Wait()
-		s.unlisted(listed, "messages", d.ID)
-	}()
+	if _, err := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID); err != nil {
+		return err
+	}
 	defer s.serial.lock(s.conversations, d.ConversationID)()
 	newer := bson.M{"$set": bson.M{"last": lastOf(&d), "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
 	countOnly := bson.M{"$inc": bson.M{"messages": 1}} // a newer message is the last one already
@@ -276,11 +271,10 @@ func (s *Store) AddEvent(ctx context.Context, e *known.Event) error {
 	if inserted != nil {
 		return fmt.Errorf("store: adding event: %w", inserted)
 	}
-	if reserved == nil {
-		reserved = l.set(ctx, pos, d.ID)
+	if reserved != nil {
+		return reserved
 	}
-	s.unlisted(reserved, "events", d.ID)
-	return nil
+	return l.set(ctx, pos, d.ID)
 }
 
 // eventList is user u's list of its tracked events, in the order they were tracked or moved to

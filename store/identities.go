@@ -281,7 +281,8 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 	// in one round trip. Readers show a user only at the place its document names, so a list
 	// entry whose insert has not landed yet, or failed (a concurrent first write of one
 	// visitor, whose winner names another place), shows nothing. Should the naming fail, the
-	// user exists but is missing from the project's unfiltered list (ProjectUsers): unlisted.
+	// user exists but is missing from the project's unfiltered list (ProjectUsers): the error
+	// wraps ErrUnlisted.
 	l := s.projectList(u.ProjectID, listUsers)
 	pos, err := l.reserve(ctx)
 	if err != nil {
@@ -300,7 +301,9 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 		return fmt.Errorf("store: creating user: %w", inserted)
 	}
 	s.publish(ctx, s.users, d.ID, evs)
-	s.unlisted(named, "users", d.ID)
+	if named != nil {
+		return fmt.Errorf("%w: user %s: %w", ErrUnlisted, d.ID, named)
+	}
 	return nil
 }
 

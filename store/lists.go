@@ -16,6 +16,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -126,16 +127,11 @@ func upsertByID(ctx context.Context, coll *mongo.Collection, id string, update b
 	return err
 }
 
-// unlisted handles the failure of listing a document whose write has landed (err, or nil):
-// the document exists but is missing from its list, which a reader of the list does not show.
-// The call that wrote it has done its work, so the failure is logged here and not returned: an
-// error would make callers undo the write around it (release a new user's identity keys) or a
-// client send it again (a second message, a second conversation).
-func (s *Store) unlisted(err error, coll, id string) {
-	if err != nil {
-		s.log.Warn().Err(err).Str("collection", coll).Str("id", id).Msg("a stored document is missing from its list")
-	}
-}
+// ErrUnlisted says that a new document was stored but naming its place in its list failed:
+// the document exists (its identity keys name it) but a reader of the list does not show it.
+// The call reports the failure, so that a client tries again; a caller must not undo what
+// the document holds (a new user's identity keys), or the next try would make it twice.
+var ErrUnlisted = errors.New("store: stored, but not listed")
 
 // length returns the number of positions the list has given out (0 for a list never
 // appended to).

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -520,5 +521,38 @@ func TestMigrateProjectLists(t *testing.T) {
 		if err := st.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestUnlistedUserKeepsItsKeys: when a new user is stored but naming its place in the project's
+// list fails (here a bucket that cannot be written), CreateUser reports ErrUnlisted and leaves
+// the user's identity keys naming it, so that the caller's next try finds that user rather
+// than making a second one.
+func TestUnlistedUserKeepsItsKeys(t *testing.T) {
+	db, raw := rawDatabase(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{URI: storetest.URI(), Database: db, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	if _, err := raw.Collection("lists").InsertOne(ctx, bson.M{"_id": "app_u|users|0", "e": "not a document"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	email := "unlisted@example.com"
+	u := &known.User{ID: known.UserID(store.NewID()), ProjectID: "app_u", Email: &email, Metadata: map[string]any{},
+		Identities: []known.Identity{{Kind: known.IdentityEmail, Value: email, Source: known.SourceAPI, At: now}},
+		CreatedAt:  now, UpdatedAt: now}
+	err = st.CreateUser(ctx, u)
+	if !errors.Is(err, store.ErrUnlisted) {
+		t.Fatalf("CreateUser with an unwritable list: %v, want ErrUnlisted", err)
+	}
+	if _, err := st.User(ctx, "app_u", u.ID); err != nil {
+		t.Fatalf("the unlisted user is not stored: %v", err)
+	}
+	owner, err := st.KeyOwner(ctx, "app_u", store.KeyOf(known.IdentityEmail, email))
+	if err != nil || owner != string(u.ID) {
+		t.Fatalf("the unlisted user's email key names %q (%v), want %s", owner, err, u.ID)
 	}
 }

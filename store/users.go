@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -152,7 +153,9 @@ func (s *Store) CreateUser(ctx context.Context, u *known.User) error {
 		return &KeyTakenError{Key: held[0], OwnerID: owner}
 	}
 	if err := s.InsertUser(ctx, u); err != nil {
-		_ = s.ReleaseKeys(context.WithoutCancel(ctx), u.ProjectID, keys, u.ID)
+		if !errors.Is(err, ErrUnlisted) { // an unlisted user exists, and its keys name it
+			_ = s.ReleaseKeys(context.WithoutCancel(ctx), u.ProjectID, keys, u.ID)
+		}
 		return err
 	}
 	return nil
