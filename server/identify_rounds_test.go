@@ -62,6 +62,9 @@ func (l *commandLog) monitor() *event.CommandMonitor {
 }
 
 // during runs f and returns the commands it sent, the round trips they took, and their names.
+// The round trips are the longest chain of commands each sent after the one before it
+// returned: what the call waited for one after another, however many commands went
+// alongside. In the names, "|" starts a command that began after every earlier one ended.
 func (l *commandLog) during(f func()) (commands, rounds int, names string) {
 	l.mu.Lock()
 	l.all, l.started = nil, map[int64]*loggedCommand{}
@@ -75,12 +78,19 @@ func (l *commandLog) during(f func()) (commands, rounds int, names string) {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].start.Before(cs[j].start) })
 	var lastEnd time.Time
 	var parts []string
+	depth := make([]int, len(cs))
 	for i, c := range cs {
 		if c.end.IsZero() {
 			c.end = c.start
 		}
+		depth[i] = 1
+		for j := range i {
+			if !cs[j].end.After(c.start) {
+				depth[i] = max(depth[i], depth[j]+1)
+			}
+		}
+		rounds = max(rounds, depth[i])
 		if i == 0 || c.start.After(lastEnd) {
-			rounds++
 			parts = append(parts, "|")
 		}
 		if c.end.After(lastEnd) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
@@ -289,8 +290,8 @@ type facts struct {
 	// candidate owns the keys reserved for a user this call may make or extend.
 	candidate known.UserID
 	reserved  []store.IdentityKey
-	// companies maps the claim's companies and organizations to their ids.
-	companies map[store.IdentityKey]string
+	// companies maps the claim's companies and organizations to their ids (made by this call, for new ones).
+	companies map[store.IdentityKey]store.Keyed
 }
 
 // gather reads what the decision needs: the session's user, who holds each asserted identity,
@@ -461,11 +462,28 @@ func (s *Service) identifyOnce(ctx context.Context, wc *widgetCall, c *claim) (*
 		copied := *ss
 		ss = &copied
 	}
-	u, err := s.write(ctx, wc, c, f, plan, ss.VisitorID)
-	if err != nil {
-		return nil, err
+	id := userOf(wc.project.ID, c, f, plan, ss.VisitorID)
+	ss.Level, ss.Method = plan.Level, plan.Method
+	if c.identified() {
+		ss.UserID = &id
 	}
-	if err := s.auditIdentify(ctx, wc.project.ID, ss.VisitorID, plan, f.Current, u); err != nil {
+	// A new session is inserted alongside the writes, a round trip sooner: its token is
+	// handed out only once they landed, and it is revoked if they fail.
+	fresh := ss.ID == ""
+	var saved error
+	var wg sync.WaitGroup
+	if fresh {
+		wg.Go(func() { saved = s.saveSession(ctx, wc, ss) })
+	}
+	u, err := s.write(ctx, wc, c, f, plan, id, ss.VisitorID)
+	if err == nil {
+		err = s.auditIdentify(ctx, wc.project.ID, ss.VisitorID, plan, f.Current, u)
+	}
+	wg.Wait()
+	if err != nil {
+		if fresh && saved == nil {
+			_ = s.store.RevokeSession(ctx, ss.ID, wc.now)
+		}
 		return nil, err
 	}
 	if ended != "" {
@@ -473,11 +491,12 @@ func (s *Service) identifyOnce(ctx context.Context, wc *widgetCall, c *claim) (*
 			return nil, err
 		}
 	}
-	ss.Level, ss.Method = plan.Level, plan.Method
-	if c.identified() {
-		ss.UserID = &u.ID
+	var out *known.Session
+	if fresh {
+		out, err = s.signed(ctx, wc, ss), saved
+	} else {
+		out, err = s.renew(ctx, wc, ss)
 	}
-	out, err := s.renew(ctx, wc, ss)
 	if err != nil {
 		return nil, err
 	}
@@ -487,25 +506,30 @@ func (s *Service) identifyOnce(ctx context.Context, wc *widgetCall, c *claim) (*
 	return out, nil
 }
 
-// write carries out a plan: keys first (a user never shows an identity whose key it does not
-// hold), then the user, then what moves to it, then the keys it gave up. visitor is the
-// visitor the call ends with.
-func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts, plan identity.Plan, visitor known.VisitorID) (*known.User, error) {
-	p := wc.project.ID
-	var id known.UserID
+// userOf is the id of the user a plan writes: the user it names, the current one it promotes,
+// or a new one (the id gather reserved keys for); a visitor's first write without an identity
+// makes its anonymous record.
+func userOf(p known.ProjectID, c *claim, f *facts, plan identity.Plan, visitor known.VisitorID) known.UserID {
+	if !c.identified() && plan.User == nil {
+		return store.AnonymousUserID(p, visitor)
+	}
 	switch {
 	case plan.User != nil:
-		id = plan.User.ID
+		return plan.User.ID
 	case plan.Promote:
-		id = f.Current.ID
+		return f.Current.ID
 	case f.Current == nil || f.candidate != f.Current.ID:
-		id = f.candidate
+		return f.candidate
 	default:
-		id = known.UserID(store.NewID())
+		return known.UserID(store.NewID())
 	}
-	if !c.identified() && plan.User == nil {
-		id = store.AnonymousUserID(p, visitor) // a visitor's first write makes its record
-	}
+}
+
+// write carries out a plan for user id (userOf): keys first (a user never shows an identity
+// whose key it does not hold), then the user, then what moves to it, then the keys it gave
+// up. visitor is the visitor the call ends with.
+func (s *Service) write(ctx context.Context, wc *widgetCall, c *claim, f *facts, plan identity.Plan, id known.UserID, visitor known.VisitorID) (*known.User, error) {
+	p := wc.project.ID
 	// Keys: the reserved ones move to the user when the candidate was someone else, and taken
 	// ones move from the user that only claimed them.
 	var moved []keyMove
@@ -785,10 +809,10 @@ func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.Us
 	p := wc.project.ID
 	if c.company != nil {
 		id := f.companies[store.IdentityKey{Kind: store.KeyCompany, Value: c.company.ID}]
-		up.AddCompanyIDs = append(up.AddCompanyIDs, id)
-		up.ActiveCompanyID = &id
+		up.AddCompanyIDs = append(up.AddCompanyIDs, id.ID)
+		up.ActiveCompanyID = &id.ID
 		w := func(ctx context.Context) error {
-			_, err := s.store.UpdateCompany(ctx, p, known.CompanyID(id), c.company.ID, store.CompanyUpdate{
+			_, err := s.store.UpdateCompany(ctx, p, id, c.company.ID, store.CompanyUpdate{
 				Name: c.company.Name, Metadata: c.company.Metadata, Stage: c.company.Stage,
 				StageIfEmpty: c.stageMode == known.StageIfEmpty, MaxMetadataKeys: MaxJSONKeys,
 			}, wc.now)
@@ -807,9 +831,9 @@ func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.Us
 	}
 	for _, ext := range c.companyIDs {
 		id := f.companies[store.IdentityKey{Kind: store.KeyCompany, Value: ext}]
-		up.AddCompanyIDs = append(up.AddCompanyIDs, id)
+		up.AddCompanyIDs = append(up.AddCompanyIDs, id.ID)
 		writes = append(writes, func(ctx context.Context) error {
-			_, err := s.store.UpdateCompany(ctx, p, known.CompanyID(id), ext, store.CompanyUpdate{}, wc.now)
+			_, err := s.store.UpdateCompany(ctx, p, id, ext, store.CompanyUpdate{}, wc.now)
 			return err
 		})
 	}
@@ -817,9 +841,9 @@ func (s *Service) linkCompanies(wc *widgetCall, c *claim, f *facts, up *store.Us
 		ids := make([]string, 0, len(c.orgs))
 		for _, o := range c.orgs {
 			id := f.companies[store.IdentityKey{Kind: store.KeyOrganization, Value: o.ID}]
-			ids = append(ids, id)
+			ids = append(ids, id.ID)
 			writes = append(writes, func(ctx context.Context) error {
-				_, err := s.store.UpdateOrganization(ctx, p, known.OrganizationID(id), o.ID, o.Name, o.Attrs, wc.now)
+				_, err := s.store.UpdateOrganization(ctx, p, id, o.ID, o.Name, o.Attrs, wc.now)
 				return err
 			})
 		}

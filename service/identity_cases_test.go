@@ -1,15 +1,18 @@
 package service_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/service"
+	"go.mongodb.org/mongo-driver/v2/event"
 )
 
 // The five ways the first version's identity matching could be attacked (issue 8), each played
@@ -192,6 +195,49 @@ func TestMetadataLimitWithTheWrite(t *testing.T) {
 			t.Fatalf("%d keys stored (%d calls acknowledged), want exactly 50", len(u.Metadata), stored)
 		}
 	})
+}
+
+// TestRefusedIdentifyLeavesNoLiveSession: a new visitor's session is inserted alongside
+// identify's writes; when a write is refused, that session is revoked, so that no session the
+// client never received stays live.
+func TestRefusedIdentifyLeavesNoLiveSession(t *testing.T) {
+	var mu sync.Mutex
+	var inserted []string
+	e := newEnvWatched(t, &event.CommandMonitor{Started: func(_ context.Context, ev *event.CommandStartedEvent) {
+		if ev.CommandName != "insert" || ev.Command.Lookup("insert").StringValue() != "widget_sessions" {
+			return
+		}
+		docs, _ := ev.Command.Lookup("documents").Array().Values()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range docs {
+			inserted = append(inserted, d.Document().Lookup("_id").StringValue())
+		}
+	}})
+	keys := func(prefix string, n int) map[string]any {
+		m := map[string]any{}
+		for i := range n {
+			m[fmt.Sprintf("%s%d", prefix, i)] = i
+		}
+		return m
+	}
+	ok := identify(t, e, "", service.IdentifyInput{UserID: str("first"), Company: &service.CompanyInput{ID: "co", Metadata: keys("a", 30)}})
+	_, err := identifyErr(e, "", service.IdentifyInput{UserID: str("refused"), Company: &service.CompanyInput{ID: "co", Metadata: keys("b", 30)}})
+	requireFieldError(t, err, known.LimitExceeded, "input", "company", "metadata")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(inserted) != 2 {
+		t.Fatalf("%d sessions inserted, want one per identify (2)", len(inserted))
+	}
+	for _, id := range inserted {
+		_, err := e.store.Session(context.Background(), id, time.Now())
+		switch live := err == nil; {
+		case id == ok.ID && !live:
+			t.Errorf("the session of the identify that landed is not live: %v", err)
+		case id != ok.ID && live:
+			t.Errorf("session %s of the refused identify is live", id)
+		}
+	}
 }
 
 // TestCompanyMetadataLimitWithTheWrite: a company's metadata holds at most 50 keys after any

@@ -9,6 +9,7 @@ import (
 	"github.com/knownhq/known/service"
 	"github.com/knownhq/known/store"
 	"github.com/knownhq/known/store/storetest"
+	"go.mongodb.org/mongo-driver/v2/event"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -25,9 +26,12 @@ type env struct {
 	ctx     context.Context // authenticated as the project's secret key
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB) *env { return newEnvWatched(t, nil) }
+
+// newEnvWatched is newEnv on a store whose commands monitor sees.
+func newEnvWatched(t testing.TB, monitor *event.CommandMonitor) *env {
 	t.Helper()
-	st := storetest.Open(t, nil)
+	st := storetest.Open(t, monitor)
 	svc := service.New(st, service.Options{Secret: testSecret, AdminToken: adminToken})
 	e := &env{svc: svc, store: st}
 	e.project = e.newProject(t, "Acme")

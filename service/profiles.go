@@ -335,7 +335,7 @@ func (s *Service) applyProfile(ctx context.Context, u *known.User, d *profile.Da
 			if err != nil {
 				err = s.giveBack(ctx, p, fs, err)
 			} else {
-				_, err = s.write(ctx, wc, c, fs, plan, "")
+				_, err = s.write(ctx, wc, c, fs, plan, userOf(p, c, fs, plan, ""), "")
 			}
 		}
 		var e *known.Error

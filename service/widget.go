@@ -163,10 +163,19 @@ const renewAfter = 24 * time.Hour
 // anonymous visitor) is inserted; a changed one, or one renewed less than renewAfter ago, is
 // updated; an unchanged one is not written at all. The rest of the request acts for it.
 func (s *Service) renew(ctx context.Context, wc *widgetCall, ss *known.Session) (*known.Session, error) {
-	now := wc.now
 	if ss == nil {
 		ss = &known.Session{ProjectID: wc.project.ID, VisitorID: newVisitor(), Level: known.LevelAnonymous}
 	}
+	if err := s.saveSession(ctx, wc, ss); err != nil {
+		return nil, err
+	}
+	return s.signed(ctx, wc, ss), nil
+}
+
+// saveSession is renew's write: it inserts ss when it has no id yet (and gives it one), and
+// updates it when it changed or is due for renewal.
+func (s *Service) saveSession(ctx context.Context, wc *widgetCall, ss *known.Session) error {
+	now := wc.now
 	var err error
 	switch old := wc.session; {
 	case ss.ID == "":
@@ -179,11 +188,14 @@ func (s *Service) renew(ctx context.Context, wc *widgetCall, ss *known.Session) 
 			err = known.Errorf(known.Unauthenticated, "this widget session has ended: drop its token and call identify again")
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
+	return err
+}
+
+// signed signs the token of ss, which is saved, and makes it the one the rest of the request
+// acts for.
+func (s *Service) signed(ctx context.Context, wc *widgetCall, ss *known.Session) *known.Session {
 	c := session.Claims{SessionID: ss.ID, ProjectID: string(ss.ProjectID), VisitorID: string(ss.VisitorID),
-		Level: string(ss.Level), IssuedAt: now.Unix(), ExpiresAt: ss.ExpiresAt.Unix()}
+		Level: string(ss.Level), IssuedAt: wc.now.Unix(), ExpiresAt: ss.ExpiresAt.Unix()}
 	if ss.UserID != nil {
 		c.UserID = string(*ss.UserID)
 	}
@@ -192,7 +204,7 @@ func (s *Service) renew(ctx context.Context, wc *widgetCall, ss *known.Session) 
 	}
 	ss.Token = s.signer.Sign(c)
 	remember(ctx, wc, ss)
-	return ss, nil
+	return ss
 }
 
 func sameSession(a, b *known.Session) bool {

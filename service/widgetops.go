@@ -201,7 +201,7 @@ func (s *Service) companyWrite(ctx context.Context, wc *widgetCall, ext *string,
 	if err != nil {
 		return nil, err
 	}
-	if c, err = s.store.UpdateCompany(ctx, wc.project.ID, c.ID, c.ExternalID, up, wc.now); err != nil {
+	if c, err = s.store.UpdateCompany(ctx, wc.project.ID, store.Keyed{ID: string(c.ID)}, c.ExternalID, up, wc.now); err != nil {
 		return nil, err
 	}
 	return widgetCompany(c), nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
@@ -69,32 +70,51 @@ func nonNilMap(m map[string]any) map[string]any {
 // upsertByID applies update to the document id of coll (made with ext as its externalId when
 // it does not exist yet) and decodes it into out. A document it makes is appended to the
 // project's list of coll's documents (lists.go).
-func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id, ext string, now time.Time, update bson.M, out any) error {
-	inserted, err := func() (bool, error) {
-		defer s.serial.lock(coll, id)()
-		inserted, err := s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
+func (s *Store) upsertByID(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id Keyed, ext string, now time.Time, update bson.M, out any) error {
+	return s.upsertListed(ctx, coll, p, id, func() (bool, error) {
+		defer s.serial.lock(coll, id.ID)()
+		inserted, err := s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id.ID}, ext, now, update, out)
 		if mongo.IsDuplicateKeyError(err) {
 			// Two upserts of one new document both inserted; the loser now finds it.
-			inserted, err = s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id}, ext, now, update, out)
+			inserted, err = s.upsertByIDLocked(ctx, coll, p, bson.M{"_id": id.ID}, ext, now, update, out)
 		}
-		return inserted, err
-	}()
-	if err != nil {
-		return fmt.Errorf("store: writing %s: %w", coll.Name(), err)
-	}
-	return s.listNew(ctx, coll, p, id, inserted)
+		if err != nil {
+			return false, fmt.Errorf("store: writing %s: %w", coll.Name(), err)
+		}
+		return inserted, nil
+	})
 }
 
-// listNew appends document id of coll to project p's list of them when this call made it
-// (inserted): after the write, so that the list never names a document that is not there.
-// Should the append fail, the document exists but is missing from the project's list; the
-// error says the call did not complete.
-func (s *Store) listNew(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id string, inserted bool) error {
-	if !inserted {
-		return nil
+// upsertListed runs write, which upserts document id of coll and reports whether it inserted
+// it, and then appends a document it inserted to project p's list of coll's documents: after
+// the write, so that the list never names a document that is not there. For an id the caller
+// made just now (id.Made), the list's place is taken alongside the write, so that a new
+// company costs identify one round trip more, not two; should the write find the document
+// after all, the place stays empty, and readers skip it. Should naming the place fail, the
+// document exists but is missing from the project's list: the error wraps ErrUnlisted.
+func (s *Store) upsertListed(ctx context.Context, coll *mongo.Collection, p known.ProjectID, id Keyed, write func() (bool, error)) error {
+	l := s.projectList(p, coll.Name())
+	var pos int64
+	var reserved error
+	var wg sync.WaitGroup
+	if id.Made {
+		wg.Go(func() { pos, reserved = l.reserve(ctx) })
 	}
-	_, err := s.projectList(p, coll.Name()).append(ctx, id)
-	return err
+	inserted, err := write()
+	wg.Wait()
+	switch {
+	case err != nil || !inserted:
+		return err
+	case !id.Made:
+		pos, reserved = l.reserve(ctx)
+	}
+	if reserved == nil {
+		reserved = l.set(ctx, pos, id.ID)
+	}
+	if reserved != nil {
+		return fmt.Errorf("%w: %s %s: %w", ErrUnlisted, coll.Name(), id.ID, reserved)
+	}
+	return nil
 }
 
 // upsertByIDLocked is upsertByID's write, with the caller's filter and turn. It reports
@@ -139,52 +159,55 @@ func (e *TooManyKeysError) Error() string {
 // upsertCompanyChecked is upsertByID for a write that adds metadata keys: the company is read
 // and written in one turn (serial), and only onto the revision read, so that the metadata holds
 // at most limit keys after any number of concurrent writes (*TooManyKeysError otherwise).
-func (s *Store) upsertCompanyChecked(ctx context.Context, p known.ProjectID, id, ext string, now time.Time, update bson.M, meta map[string]any, limit int, out *companyDoc) error {
-	for attempt := 0; ; attempt++ {
-		var inserted bool
-		err := func() error {
-			defer s.serial.lock(s.companies, id)()
-			var cur companyDoc
-			filter := bson.M{"_id": id, "rev": bson.M{"$exists": false}} // absent: only an insert may land
-			switch err := s.companies.FindOne(ctx, bson.M{"_id": id}).Decode(&cur); {
-			case err == nil && cur.Rev == 0:
-				filter = bson.M{"_id": id, "rev": bson.M{"$in": bson.A{nil, int64(0)}}}
-			case err == nil:
-				filter = bson.M{"_id": id, "rev": cur.Rev}
-			case !isNoDocuments(err):
-				return err
-			}
-			if s.serial.on {
-				// FerretDB reads and decodes the whole collection for any filter but {_id}.
-				// Every write of a company in this process holds its turn (serial), so the
-				// revision just read is the one the write lands on: _id alone says as much.
-				filter = bson.M{"_id": id}
-			}
-			n := len(cur.Metadata)
-			for k := range meta {
-				if _, ok := cur.Metadata[k]; !ok {
-					n++
-				}
-			}
-			if n > limit {
-				return &TooManyKeysError{Keys: n, Limit: limit}
-			}
-			var err error
-			inserted, err = s.upsertByIDLocked(ctx, s.companies, p, filter, ext, now, update, out)
-			return err
-		}()
-		if !mongo.IsDuplicateKeyError(err) || attempt >= 50 {
-			if err != nil {
-				var tm *TooManyKeysError
-				if errors.As(err, &tm) {
+func (s *Store) upsertCompanyChecked(ctx context.Context, p known.ProjectID, key Keyed, ext string, now time.Time, update bson.M, meta map[string]any, limit int, out *companyDoc) error {
+	id := key.ID
+	return s.upsertListed(ctx, s.companies, p, key, func() (bool, error) {
+		for attempt := 0; ; attempt++ {
+			var inserted bool
+			err := func() error {
+				defer s.serial.lock(s.companies, id)()
+				var cur companyDoc
+				filter := bson.M{"_id": id, "rev": bson.M{"$exists": false}} // absent: only an insert may land
+				switch err := s.companies.FindOne(ctx, bson.M{"_id": id}).Decode(&cur); {
+				case err == nil && cur.Rev == 0:
+					filter = bson.M{"_id": id, "rev": bson.M{"$in": bson.A{nil, int64(0)}}}
+				case err == nil:
+					filter = bson.M{"_id": id, "rev": cur.Rev}
+				case !isNoDocuments(err):
 					return err
 				}
-				return fmt.Errorf("store: writing companies: %w", err)
+				if s.serial.on {
+					// FerretDB reads and decodes the whole collection for any filter but {_id}.
+					// Every write of a company in this process holds its turn (serial), so the
+					// revision just read is the one the write lands on: _id alone says as much.
+					filter = bson.M{"_id": id}
+				}
+				n := len(cur.Metadata)
+				for k := range meta {
+					if _, ok := cur.Metadata[k]; !ok {
+						n++
+					}
+				}
+				if n > limit {
+					return &TooManyKeysError{Keys: n, Limit: limit}
+				}
+				var err error
+				inserted, err = s.upsertByIDLocked(ctx, s.companies, p, filter, ext, now, update, out)
+				return err
+			}()
+			if !mongo.IsDuplicateKeyError(err) || attempt >= 50 {
+				if err != nil {
+					var tm *TooManyKeysError
+					if errors.As(err, &tm) {
+						return false, err
+					}
+					return false, fmt.Errorf("store: writing companies: %w", err)
+				}
+				return inserted, nil
 			}
-			return s.listNew(ctx, s.companies, p, id, inserted)
+			// Another write came in between (the filter missed, so the upsert tried to insert).
 		}
-		// Another write came in between (the filter missed, so the upsert tried to insert).
-	}
+	})
 }
 
 // UpsertOrganization makes or updates project p's organization with the customer's id ext.
@@ -195,17 +218,17 @@ func (s *Store) UpsertOrganization(ctx context.Context, p known.ProjectID, ext, 
 	if err != nil {
 		return nil, err
 	}
-	return s.UpdateOrganization(ctx, p, known.OrganizationID(ids[k]), ext, name, attrs, now)
+	return s.UpdateOrganization(ctx, p, ids[k], ext, name, attrs, now)
 }
 
 // UpdateOrganization makes or updates project p's organization id, whose customer's id is ext.
-func (s *Store) UpdateOrganization(ctx context.Context, p known.ProjectID, id known.OrganizationID, ext, name string, attrs map[string]any, now time.Time) (*known.Organization, error) {
+func (s *Store) UpdateOrganization(ctx context.Context, p known.ProjectID, id Keyed, ext, name string, attrs map[string]any, now time.Time) (*known.Organization, error) {
 	set := bson.M{"name": name}
 	if attrs != nil {
 		set["attrs"] = attrs
 	}
 	var d organizationDoc
-	if err := s.upsertByID(ctx, s.organizations, p, string(id), ext, now, bson.M{"$set": set}, &d); err != nil {
+	if err := s.upsertByID(ctx, s.organizations, p, id, ext, now, bson.M{"$set": set}, &d); err != nil {
 		return nil, err
 	}
 	return d.organization(), nil
@@ -232,12 +255,12 @@ func (s *Store) UpsertCompany(ctx context.Context, p known.ProjectID, ext string
 	if err != nil {
 		return nil, err
 	}
-	return s.UpdateCompany(ctx, p, known.CompanyID(ids[k]), ext, up, now)
+	return s.UpdateCompany(ctx, p, ids[k], ext, up, now)
 }
 
 // UpdateCompany makes or updates project p's company id, whose customer's id is ext (its id
 // from KeyedIDs).
-func (s *Store) UpdateCompany(ctx context.Context, p known.ProjectID, id known.CompanyID, ext string, up CompanyUpdate, now time.Time) (*known.Company, error) {
+func (s *Store) UpdateCompany(ctx context.Context, p known.ProjectID, id Keyed, ext string, up CompanyUpdate, now time.Time) (*known.Company, error) {
 	set := bson.M{}
 	if up.Name != nil {
 		set["name"] = *up.Name
@@ -263,9 +286,9 @@ func (s *Store) UpdateCompany(ctx context.Context, p known.ProjectID, id known.C
 	}
 	var err error
 	if len(up.Metadata) > 0 && up.MaxMetadataKeys > 0 {
-		err = s.upsertCompanyChecked(ctx, p, string(id), ext, now, update, up.Metadata, up.MaxMetadataKeys, &d)
+		err = s.upsertCompanyChecked(ctx, p, id, ext, now, update, up.Metadata, up.MaxMetadataKeys, &d)
 	} else {
-		err = s.upsertByID(ctx, s.companies, p, string(id), ext, now, update, &d)
+		err = s.upsertByID(ctx, s.companies, p, id, ext, now, update, &d)
 	}
 	if err != nil {
 		return nil, err

@@ -109,21 +109,29 @@ func (s *Store) reserve(ctx context.Context, p known.ProjectID, keys []IdentityK
 	return held, nil
 }
 
+// Keyed is the owner of an identity key, as KeyedIDs found or made it.
+type Keyed struct {
+	ID string
+	// Made says that this call made the id (nobody held the key): no document has it yet, and
+	// its upsert will insert it.
+	Made bool
+}
+
 // KeyedIDs returns the id of the owner of each key (organizations and companies named by the
 // customer's ids), reserving a new id for each key nobody holds yet: one read per key, sent
 // together, then one insert for the new ones. The owner's document may not exist yet: it is
 // upserted by that id.
-func (s *Store) KeyedIDs(ctx context.Context, p known.ProjectID, keys []IdentityKey) (map[IdentityKey]string, error) {
+func (s *Store) KeyedIDs(ctx context.Context, p known.ProjectID, keys []IdentityKey) (map[IdentityKey]Keyed, error) {
 	holds, err := s.KeyHolds(ctx, p, keys)
 	if err != nil {
 		return nil, err
 	}
-	out := map[IdentityKey]string{}
+	out := map[IdentityKey]Keyed{}
 	var fresh []IdentityKey
 	var ids []string
 	for _, k := range keys {
 		if h, ok := holds[k]; ok {
-			out[k] = string(h.OwnerID)
+			out[k] = Keyed{ID: string(h.OwnerID)}
 		} else if _, dup := out[k]; !dup && !slices.Contains(fresh, k) {
 			fresh = append(fresh, k)
 			ids = append(ids, NewID())
@@ -135,7 +143,7 @@ func (s *Store) KeyedIDs(ctx context.Context, p known.ProjectID, keys []Identity
 	}
 	for i, k := range fresh {
 		if !slices.Contains(held, k) {
-			out[k] = ids[i]
+			out[k] = Keyed{ID: ids[i], Made: true}
 		}
 	}
 	if len(held) > 0 { // made by a concurrent call just now: use its id
@@ -148,7 +156,7 @@ func (s *Store) KeyedIDs(ctx context.Context, p known.ProjectID, keys []Identity
 			if !ok {
 				return nil, fmt.Errorf("store: identity key %s vanished", k.Kind)
 			}
-			out[k] = string(h.OwnerID)
+			out[k] = Keyed{ID: string(h.OwnerID)}
 		}
 	}
 	return out, nil
