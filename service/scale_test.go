@@ -73,10 +73,9 @@ func TestIdentifyPathsReadNoWholeCollection(t *testing.T) {
 			return err
 		}, []string{
 			// The visitor's record merges into the user: its conversations and tracked events
-			// are found by their userId, which no _id names (store/conversations.go, not an
-			// identify file; a list of a user's conversations is the lead's bucket question).
+			// are found by their userId, which no _id names (a merge is rare, and must find
+			// every one, listed or not). Each conversation then moves by _id (updateIf).
 			"find conversations {userId,sort}",
-			"findAndModify conversations {_id,userId}",
 			"update events {userId}",
 		}},
 	}

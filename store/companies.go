@@ -294,42 +294,18 @@ func (s *Store) UpdateCompany(ctx context.Context, p known.ProjectID, id Keyed, 
 		return nil, err
 	}
 	if up.Stage != nil && up.StageIfEmpty && d.Stage == nil {
-		unlock := s.serial.lock(s.companies, d.ID)
-		err := s.setStageIfEmpty(ctx, d.ID, *up.Stage, &d)
-		unlock()
-		if err != nil && !isNoDocuments(err) {
+		before, err := updateIf(ctx, s, s.companies, d.ID, bson.M{"stage": nil},
+			func(c *companyDoc) bool { return c.Stage == nil }, bson.M{"$set": bson.M{"stage": *up.Stage}})
+		if err != nil {
 			return nil, fmt.Errorf("store: setting company stage: %w", err)
 		}
-		if isNoDocuments(err) { // another call set a stage first: IF_EMPTY keeps it
+		if before == nil { // another call set a stage first: IF_EMPTY keeps it
 			return s.Company(ctx, p, known.CompanyID(d.ID))
 		}
+		d = *before
+		d.Stage = up.Stage
 	}
 	return d.company(), nil
-}
-
-// setStageIfEmpty sets the stage of company id only while it has none, and decodes the company
-// as written into out (mongo.ErrNoDocuments when it has a stage, or is gone). The caller holds
-// the company's turn.
-func (s *Store) setStageIfEmpty(ctx context.Context, id, stage string, out *companyDoc) error {
-	filter := bson.M{"_id": id, "stage": nil}
-	if s.serial.on {
-		// FerretDB reads and decodes the whole collection for any filter but {_id}. Every
-		// write of a company in this process holds its turn (serial), so the stage read in
-		// the turn is the one the write finds.
-		var cur struct {
-			Stage *string `bson:"stage"`
-		}
-		err := s.companies.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{"stage": 1})).Decode(&cur)
-		if err != nil {
-			return err
-		}
-		if cur.Stage != nil {
-			return mongo.ErrNoDocuments
-		}
-		filter = bson.M{"_id": id}
-	}
-	return s.companies.FindOneAndUpdate(ctx, filter, bson.M{"$set": bson.M{"stage": stage}},
-		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(out)
 }
 
 func isNilPtr(v any) bool {

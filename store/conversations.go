@@ -169,16 +169,14 @@ func (s *Store) moveConversation(ctx context.Context, id known.ConversationID, f
 	var named error
 	var wg sync.WaitGroup
 	wg.Go(func() { named = l.set(ctx, pos, string(id)) })
-	err = func() error {
-		defer s.serial.lock(s.conversations, string(id))()
-		return s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": string(id), "userId": string(from)}, update).Err()
-	}()
+	before, err := updateIf(ctx, s, s.conversations, string(id), bson.M{"userId": string(from)},
+		func(d *conversationDoc) bool { return d.UserID != nil && *d.UserID == string(from) }, update)
 	wg.Wait()
-	if isNoDocuments(err) {
-		return nil
-	}
 	if err != nil {
 		return fmt.Errorf("store: moving conversation: %w", err)
+	}
+	if before == nil { // no longer from's, or gone
+		return nil
 	}
 	s.publish(ctx, s.conversations, string(id), evs)
 	return named
@@ -207,33 +205,22 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	if _, err := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID); err != nil {
 		return err
 	}
-	defer s.serial.lock(s.conversations, d.ConversationID)()
 	newer := bson.M{"$set": bson.M{"last": lastOf(&d), "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
-	countOnly := bson.M{"$inc": bson.M{"messages": 1}} // a newer message is the last one already
-	var err error
-	if s.serial.on {
-		// FerretDB reads and decodes the whole collection for any filter but {_id}; every
-		// write of a conversation in this process (the one FerretDB serves) holds its turn,
-		// so the check is made here, between a read and a write by _id.
-		var cur struct {
-			Last *struct {
-				ID string `bson:"_id"`
-			} `bson:"last"`
-		}
-		err = s.conversations.FindOne(ctx, bson.M{"_id": d.ConversationID}, options.FindOne().SetProjection(bson.M{"last._id": 1})).Decode(&cur)
-		if err == nil {
-			update := newer
-			if cur.Last != nil && cur.Last.ID >= d.ID {
-				update = countOnly
-			}
-			err = s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, update).Err()
-		}
-	} else {
-		err = s.conversations.FindOneAndUpdate(ctx,
-			bson.M{"_id": d.ConversationID, "$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}}, newer).Err()
-		if isNoDocuments(err) {
-			err = s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, countOnly).Err()
-		}
+	type lastID struct {
+		Last *struct {
+			ID string `bson:"_id"`
+		} `bson:"last"`
+	}
+	before, err := updateIf(ctx, s, s.conversations, d.ConversationID,
+		bson.M{"$or": bson.A{bson.M{"last": nil}, bson.M{"last._id": bson.M{"$lt": d.ID}}}},
+		func(c *lastID) bool { return c.Last == nil || c.Last.ID < d.ID }, newer)
+	if err == nil && before == nil {
+		// A newer message is the last one already (or the conversation is gone): count only,
+		// in the conversation's turn too (FerretDB would lose one of two concurrent $inc).
+		err = func() error {
+			defer s.serial.lock(s.conversations, d.ConversationID)()
+			return s.conversations.FindOneAndUpdate(ctx, bson.M{"_id": d.ConversationID}, bson.M{"$inc": bson.M{"messages": 1}}).Err()
+		}()
 	}
 	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: updating last message: %w", err)

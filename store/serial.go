@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"hash/fnv"
+	"maps"
 	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -42,6 +43,42 @@ func (s *serial) slot(coll *mongo.Collection, id string) uint32 {
 	h.Write([]byte{0})
 	h.Write([]byte(id))
 	return h.Sum32() % uint32(len(s.mu))
+}
+
+// updateIf applies update to document id of coll if the document meets a condition, and
+// returns the document as it was before (nil, changing nothing, when it is missing or does not
+// meet it). The condition is said twice: as the filter cond, which MongoDB checks in the write
+// itself, atomically; and as ok, which the embedded store checks on the document read by _id
+// in its turn: FerretDB serves no other filter without reading the whole collection, and every
+// update of coll's documents in this process takes that turn, so the document read is the one
+// the write lands on. The caller holds no turn.
+func updateIf[T any](ctx context.Context, s *Store, coll *mongo.Collection, id string, cond bson.M, ok func(*T) bool, update bson.M) (*T, error) {
+	defer s.serial.lock(coll, id)()
+	filter := bson.M{"_id": id}
+	if s.serial.on {
+		var cur T
+		err := coll.FindOne(ctx, filter).Decode(&cur)
+		if isNoDocuments(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !ok(&cur) {
+			return nil, nil
+		}
+	} else {
+		maps.Copy(filter, cond)
+	}
+	var before T
+	err := coll.FindOneAndUpdate(ctx, filter, update).Decode(&before)
+	if isNoDocuments(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &before, nil
 }
 
 // isFerretDB reports whether the server is FerretDB, whose buildInfo has a ferretdbVersion.

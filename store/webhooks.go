@@ -314,40 +314,11 @@ func (s *Store) ClaimDelivery(ctx context.Context, id string, now, until time.Ti
 	return d != nil, nil
 }
 
-// updateDeliveryIf applies update to delivery id if it meets a condition, and returns the
-// delivery as it was before (nil, changing nothing, when it is missing or does not meet it).
-// The condition is said twice: as the filter cond, which MongoDB checks in the write itself,
-// atomically; and as ok, which the embedded store checks on the delivery read by _id in its
-// turn (serial), as updateUserAt does: FerretDB serves no other filter without reading the
-// whole collection, and every update of a delivery in this process takes that turn, so the
-// delivery read is the one the write lands on.
+// updateDeliveryIf applies update to delivery id if it meets a condition, said as the filter
+// cond and as ok (updateIf), and returns the delivery as it was before (nil, changing nothing,
+// when it is missing or does not meet it).
 func (s *Store) updateDeliveryIf(ctx context.Context, id string, cond bson.M, ok func(*deliveryDoc) bool, update bson.M) (*deliveryDoc, error) {
-	defer s.serial.lock(s.deliveries, id)()
-	filter := bson.M{"_id": id}
-	if s.serial.on {
-		var d deliveryDoc
-		err := s.deliveries.FindOne(ctx, filter).Decode(&d)
-		if isNoDocuments(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !ok(&d) {
-			return nil, nil
-		}
-	} else {
-		maps.Copy(filter, cond)
-	}
-	var before deliveryDoc
-	err := s.deliveries.FindOneAndUpdate(ctx, filter, update).Decode(&before)
-	if isNoDocuments(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &before, nil
+	return updateIf(ctx, s, s.deliveries, id, cond, ok, update)
 }
 
 // Attempt is the outcome of one delivery attempt.
