@@ -104,7 +104,7 @@ func (s *Store) byIDsWhere(ctx context.Context, coll *mongo.Collection, ids []st
 	if err != nil {
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}
-	if err := decodeAll(ctx, cur, out); err != nil {
+	if err := decodeAll(ctx, cur, out, s.opTimeout); err != nil {
 		return fmt.Errorf("store: finding %s by id: %w", coll.Name(), err)
 	}
 	return nil

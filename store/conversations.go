@@ -34,7 +34,7 @@ type conversationDoc struct {
 	UserListed int64 `bson:"userListed,omitempty"`
 	// Events recorded with a change and not yet published (outbox.go).
 	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
-	PendingCount int                  `bson:"pendingCount"`
+	PendingCount int                  `bson:"pendingCount,omitempty"`
 }
 
 // lastMessageDoc is a conversation's copy of its newest message: what a dashboard row shows

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"reflect"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -23,14 +24,21 @@ type normalizer interface{ normalize() }
 var normalizerType = reflect.TypeFor[normalizer]()
 
 // decodeAll decodes every document of cur into out, a pointer to a slice of documents, and
-// closes cur: as cur.All does, faster for normalizer documents.
-func decodeAll(ctx context.Context, cur *mongo.Cursor, out any) error {
+// closes cur: as cur.All does, faster for normalizer documents. A context without a deadline
+// gets one of timeout (the client's operation timeout) for the whole reply: without one, the
+// driver bounds each cur.Next by that timeout itself, with a timer per document.
+func decodeAll(ctx context.Context, cur *mongo.Cursor, out any, timeout time.Duration) error {
 	slice := reflect.ValueOf(out).Elem()
 	elem := slice.Type().Elem()
 	if !reflect.PointerTo(elem).Implements(normalizerType) {
 		return cur.All(ctx, out)
 	}
 	defer cur.Close(context.Background())
+	if _, ok := ctx.Deadline(); !ok && timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	slice.SetLen(0)
 	for cur.Next(ctx) {
 		v := reflect.New(elem)

@@ -35,6 +35,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		{pendingListedID, "listing pending webhook deliveries", s.migratePendingDeliveries},
 		{eventsListedID, "listing users' events", s.migrateEventLists},
 		{userConversationsListedID, "listing users' conversations", s.migrateUserConversationLists},
+		{"outboxFieldsTrimmed", "trimming emptied outbox fields", s.migrateEmptiedOutbox},
 	} {
 		if err := s.once(ctx, step.done, step.run); err != nil {
 			return fmt.Errorf("store: %s: %w", step.what, err)
@@ -57,6 +58,19 @@ func (s *Store) once(ctx context.Context, done string, run func(context.Context)
 	}
 	if _, err := s.meta().InsertOne(ctx, bson.M{"_id": done}); err != nil && !mongo.IsDuplicateKeyError(err) {
 		return err
+	}
+	return nil
+}
+
+// migrateEmptiedOutbox removes the outbox's fields from documents of earlier versions that
+// hold no pending event (an empty map and a zero count, which publishing now removes): the
+// filter holds only while the count is zero, so a document that records an event meanwhile
+// keeps its fields.
+func (s *Store) migrateEmptiedOutbox(ctx context.Context) error {
+	for _, coll := range []*mongo.Collection{s.users, s.conversations, s.messages, s.events} {
+		if _, err := coll.UpdateMany(ctx, bson.M{"pendingCount": 0}, emptied); err != nil {
+			return fmt.Errorf("%s: %w", coll.Name(), err)
+		}
 	}
 	return nil
 }

@@ -378,12 +378,29 @@ func (s *Store) takeSeqs(ctx context.Context, n int) (int64, error) {
 	return d.Seq, nil
 }
 
+// emptied is the update that removes a document's outbox fields once it holds no pending
+// event: a document read on every dashboard page carries neither an empty map nor a zero count
+// (the embedded store decodes each field of each document a batch read passes over).
+var emptied = bson.M{"$unset": bson.M{"pendingEvents": "", "pendingCount": ""}}
+
 // unpend removes published events from their document, each once: in one write when it
-// still holds them all, else one by one.
+// still holds them all (removing the outbox fields when they were all it held), else one by
+// one.
 func (s *Store) unpend(ctx context.Context, coll *mongo.Collection, id string, eventIDs []string) error {
 	defer s.serial.lock(coll, id)()
 	if s.serial.on {
 		return s.unpendTurn(ctx, coll, id, eventIDs)
+	}
+	// As a rule the document holds just these: one write removes the outbox's fields.
+	filter := bson.M{"_id": id, "pendingCount": len(eventIDs)}
+	for _, e := range eventIDs {
+		filter["pendingEvents."+pendingKey(e)] = bson.M{"$exists": true}
+	}
+	switch err := coll.FindOneAndUpdate(ctx, filter, emptied).Err(); {
+	case err == nil:
+		return nil
+	case !isNoDocuments(err):
+		return err
 	}
 	try := func(ids []string) (bool, error) {
 		filter, unset := bson.M{"_id": id}, bson.M{}
@@ -433,7 +450,11 @@ func (s *Store) unpendTurn(ctx context.Context, coll *mongo.Collection, id strin
 	if len(unset) == 0 {
 		return nil
 	}
-	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, bson.M{"$unset": unset, "$inc": bson.M{"pendingCount": -len(unset)}}).Err()
+	update := bson.M{"$unset": unset, "$inc": bson.M{"pendingCount": -len(unset)}}
+	if len(unset) == len(d.Pending) {
+		update = emptied
+	}
+	err = coll.FindOneAndUpdate(ctx, bson.M{"_id": id}, update).Err()
 	if err != nil && !isNoDocuments(err) {
 		return fmt.Errorf("store: unpending events: %w", err)
 	}

@@ -100,3 +100,70 @@ func TestLastMessageCopyHoldsWhatARowShows(t *testing.T) {
 		}
 	}
 }
+
+// docKeys returns the top-level keys of document id of coll, as stored.
+func docKeys(t *testing.T, coll *mongo.Collection, id string) []string {
+	t.Helper()
+	raw, err := coll.FindOne(context.Background(), bson.M{"_id": id}).Raw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	elems, err := raw.Elements()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, e := range elems {
+		keys = append(keys, e.Key())
+	}
+	return keys
+}
+
+// TestPublishedDocumentsKeepNoOutboxFields: once its events are published, a user, a
+// conversation and a message hold no outbox fields (no empty map, no zero count: a dashboard
+// page reads these documents, and the embedded store decodes every field of every document a
+// batch read passes over); documents of earlier versions lose them at start, unless they still
+// hold an event to publish.
+func TestPublishedDocumentsKeepNoOutboxFields(t *testing.T) {
+	ctx := context.Background()
+	db, raw := rawDatabase(t)
+	users := raw.Collection("users")
+	for id, count := range map[string]int{"u-legacy-published": 0, "u-legacy-pending": 1} {
+		pending := bson.M{}
+		if count > 0 {
+			pending["x"] = bson.M{"type": "user.updated"}
+		}
+		if _, err := users.InsertOne(ctx, bson.M{"_id": id, "projectId": "p", "visitorIds": bson.A{}, "identities": bson.A{},
+			"metadata": bson.M{}, "pendingEvents": pending, "pendingCount": count}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.Open(ctx, store.Config{URI: storetest.URI(), Database: db, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(ctx)
+	outbox := func(keys []string) []string {
+		return slices.DeleteFunc(keys, func(k string) bool { return k != "pendingEvents" && k != "pendingCount" })
+	}
+	if got := outbox(docKeys(t, users, "u-legacy-published")); len(got) > 0 {
+		t.Errorf("a legacy user with nothing to publish keeps %v", got)
+	}
+	if got := outbox(docKeys(t, users, "u-legacy-pending")); len(got) != 2 {
+		t.Errorf("a legacy user with an event to publish keeps %v of its outbox fields", got)
+	}
+
+	u := newUser(t, st, "p", "kate@example.com", "v1")
+	cid := startConversation(t, st, ctx, "p", u)
+	c, err := st.Conversation(ctx, "p", cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := addMessage(t, st, c)
+	st.WaitPublished()
+	for _, d := range []struct{ coll, id string }{{"users", string(u)}, {"conversations", string(cid)}, {"messages", mid}} {
+		if got := outbox(docKeys(t, raw.Collection(d.coll), d.id)); len(got) > 0 {
+			t.Errorf("a published %s document keeps %v", d.coll, got)
+		}
+	}
+}

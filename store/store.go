@@ -53,6 +53,8 @@ type Store struct {
 	// nil on MongoDB or a FerretDB of another process.
 	files *embedded.Server
 	sizes *sizes
+	// opTimeout is the client's bound of an operation without an earlier deadline.
+	opTimeout time.Duration
 
 	projects      *mongo.Collection
 	projectKeys   *mongo.Collection
@@ -117,6 +119,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if opTimeout == 0 {
 		opTimeout = 30 * time.Second
 	}
+	s.opTimeout = opTimeout
 	clientOpts := func() *options.ClientOptions {
 		return options.Client().ApplyURI(uri).
 			SetServerSelectionTimeout(selection).

@@ -48,7 +48,7 @@ type userDoc struct {
 	Listed int64 `bson:"listed,omitempty"`
 	// Events recorded with a change and not yet published (outbox.go).
 	Pending      map[string]changeDoc `bson:"pendingEvents,omitempty"`
-	PendingCount int                  `bson:"pendingCount"`
+	PendingCount int                  `bson:"pendingCount,omitempty"`
 }
 
 func newUserDoc(u *known.User) *userDoc {
