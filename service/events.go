@@ -69,14 +69,24 @@ func (s *Service) SessionEvents(ctx context.Context) (<-chan *known.InboxEvent, 
 		return e.ProjectID == ss.ProjectID && e.VisitorID != nil && e.ConversationID != nil &&
 			identity.MayRead(&ss, &known.Conversation{ProjectID: e.ProjectID, UserID: e.UserID, VisitorID: *e.VisitorID})
 	})
-	// A session that ended (resetSession, expiry, its user erased) stops its stream at the
-	// next event: one read by _id per event, which a widget receives few of.
+	// A session that ended (resetSession, expiry, its user erased) stops its stream before the
+	// next event, so no event reaches it afterwards: one read by _id per event, which a widget
+	// receives few of. An idle stream checks every sessionCheck too, so that it ends (and
+	// frees its subscription) even when no event comes. A failed read ends it too (the client
+	// subscribes again).
 	alive := func(ctx context.Context) bool {
 		_, err := s.store.Session(ctx, ss.ID, s.clock())
 		return err == nil
 	}
-	return followWhile(ctx, c, stop, widgetEvent, alive, 0), nil
+	return followWhile(ctx, c, stop, widgetEvent, alive, s.sessionCheck), nil
 }
+
+// DefaultSessionCheck is how often an idle sessionEvents stream reads its session. No event
+// depends on it (each is checked before it is sent); it only bounds how long an ended
+// session's stream holds its subscription and connection. Each check is one read by _id per
+// open widget, so 5 s keeps a thousand open widgets to 200 of the cheapest reads a second,
+// and an idle stream ends within 5 s of its session, as an agent's does of its key (4.5 s).
+const DefaultSessionCheck = 5 * time.Second
 
 // widgetEvent is e as a widget may read it.
 func widgetEvent(e *known.InboxEvent) *known.InboxEvent {

@@ -179,6 +179,13 @@ func (s *Service) fetchProfile(ctx context.Context, p known.ProjectID, ep *profi
 // the identity pipeline, one user at a time: 200 updates names, email, phone and metadata; 404
 // keeps the user as a new profile; 401/403 change no user; errors and timeouts keep the earlier
 // data. The result maps each user to its new profile; deleted users are absent.
+//
+// Each user's apply stands alone: one that fails (its write refused by the database, say)
+// neither cancels nor undoes the others, whose profiles are stored, and the endpoint's status
+// is recorded. The failed user's profile is returned as fetched but not stored, so that the
+// next read fetches and applies it again; its error is logged here, because a page that lists
+// many users should not fail for one user's profile, and a batch has no way to fail one key
+// alone (the loader gives a batch's error to every key).
 func (s *Service) refreshProfiles(ctx context.Context, p known.ProjectID, ep *profile.Endpoint, want []profileWant) (map[known.UserID]*known.Profile, error) {
 	results := make([]profile.Result, len(want))
 	var g errgroup.Group
@@ -206,9 +213,12 @@ func (s *Service) refreshProfiles(ctx context.Context, p known.ProjectID, ep *pr
 	now := s.clock()
 	out := make(map[known.UserID]*known.Profile, len(want))
 	var save []*known.Profile
+	var saveAt []int          // the index in want of each of save
 	var check *profile.Result // the one the endpoint's status shows: the first with an error, else the last
-	apply, applyCtx := errgroup.WithContext(ctx)
+	// Not errgroup.WithContext: one failed apply must not cancel the others mid-write.
+	var apply errgroup.Group
 	apply.SetLimit(s.prof.perProject)
+	failed := make([]error, len(want))
 	for i, w := range want {
 		r := results[i] // a copy per iteration: check may keep its address
 		u := users[w.user]
@@ -231,7 +241,10 @@ func (s *Service) refreshProfiles(ctx context.Context, p known.ProjectID, ep *pr
 			pr.FirstName, pr.LastName, pr.Email, pr.PhoneNumber, pr.Metadata, pr.FetchedAt = d.FirstName, d.LastName, d.Email, d.PhoneNumber, d.Metadata, &now
 			if h := dataHash(d); h == "" || h != pr.Applied {
 				pr.Applied = h
-				apply.Go(func() error { return s.applyProfile(applyCtx, u, d, now) })
+				apply.Go(func() error {
+					failed[i] = s.applyProfile(ctx, u, d, now)
+					return nil
+				})
 			}
 		case known.ProfileNotFound:
 			pr.FetchedAt = &now
@@ -241,14 +254,24 @@ func (s *Service) refreshProfiles(ctx context.Context, p known.ProjectID, ep *pr
 			}
 		}
 		out[w.user] = pr
-		save = append(save, pr)
+		save, saveAt = append(save, pr), append(saveAt, i)
 	}
 	// Profiles are stored after they were applied: a failed apply leaves the old profile, so
 	// that the next read fetches and applies it again.
-	if err := apply.Wait(); err != nil {
-		return nil, err
+	_ = apply.Wait() // the applies return nil; their errors are in failed
+	if err := ctx.Err(); err != nil {
+		return nil, err // the caller gave up: what failed for that reason is no fault to log
 	}
-	if err := s.store.SaveProfiles(ctx, save...); err != nil {
+	kept := save[:0]
+	for j, pr := range save {
+		if err := failed[saveAt[j]]; err != nil {
+			s.log.Error().Err(err).Str("project", string(p)).Str("user", string(pr.UserID)).
+				Msg("a fetched profile could not be applied to its user; the next read fetches it again")
+			continue
+		}
+		kept = append(kept, pr)
+	}
+	if err := s.store.SaveProfiles(ctx, kept...); err != nil {
 		return nil, err
 	}
 	if check != nil {

@@ -36,6 +36,9 @@ type Options struct {
 	ProfileConcurrency int
 	// Events is this instance's live change events (subscriptions); nil refuses them.
 	Events EventSource
+	// SessionCheck is how often an idle widget sessionEvents stream checks that its session
+	// still lives (default DefaultSessionCheck); tests shorten it.
+	SessionCheck time.Duration
 	// Log receives what happens outside a request (background profile fetches) and what a
 	// request's error cannot carry (metadata keys dropped from a profile); the zero Logger
 	// writes nothing.
@@ -59,10 +62,11 @@ type Service struct {
 	signer     *session.Signer
 	prof       *profiler
 	// keyProjects and endpoints keep what was read for CacheTTL (service/cache.go).
-	keyProjects *ttlCache[string, keyProject]
-	endpoints   *ttlCache[known.ProjectID, *profile.Endpoint]
-	events      EventSource
-	log         zerolog.Logger
+	keyProjects  *ttlCache[string, keyProject]
+	endpoints    *ttlCache[known.ProjectID, *profile.Endpoint]
+	events       EventSource
+	sessionCheck time.Duration
+	log          zerolog.Logger
 }
 
 // New returns a Service on st.
@@ -82,8 +86,11 @@ func New(st *store.Store, opts Options) *Service {
 	if pf.perProject < 1 {
 		pf.perProject = 8
 	}
+	if opts.SessionCheck <= 0 {
+		opts.SessionCheck = DefaultSessionCheck
+	}
 	return &Service{store: st, box: secret.NewBox(opts.Secret), adminToken: opts.AdminToken, now: now, limiter: opts.WidgetLimiter,
-		signer: session.NewSigner(opts.Secret), prof: pf, events: opts.Events, log: opts.Log,
+		signer: session.NewSigner(opts.Secret), prof: pf, events: opts.Events, sessionCheck: opts.SessionCheck, log: opts.Log,
 		keyProjects: newTTLCache[string, keyProject](CacheTTL, 10000, now),
 		endpoints:   newTTLCache[known.ProjectID, *profile.Endpoint](CacheTTL, 10000, now)}
 }
