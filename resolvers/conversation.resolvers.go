@@ -96,6 +96,14 @@ func (r *queryResolver) Conversations(ctx context.Context, first *int, after *st
 			return positionConversationConnection(cs, next, more), nil
 		}
 	}
+	if filter != nil && filter.UserID != nil && filter.Status == nil {
+		// One user's: from the user's list, as User.conversations pages it.
+		raw, err := known.ParseID([]string{"filter", "userId"}, known.KindUser, *filter.UserID)
+		if err != nil {
+			return nil, err
+		}
+		return r.userConversations(ctx, known.UserID(raw), first, after)
+	}
 	page, err := pageArgs(first, after)
 	if err != nil {
 		return nil, err

@@ -13,8 +13,9 @@ import (
 // A cursor is base64url of a prefix and what it names: "c1:" an item's document id (lists the
 // store queries in _id order); "c2:" an item's place in the project's list of conversations
 // (store/lists.go); "c3:" the name of another list the store keeps, ":", and an item's place
-// in it (the project's users, companies and organizations, a conversation's messages, a user's events). A place names its list, so that
-// a cursor of one list given to another is refused rather than read as a place in it.
+// in it (the project's users, companies and organizations, a conversation's messages, a user's
+// events and conversations). A place names its list, so that a cursor of one list given to
+// another is refused rather than read as a place in it.
 // (Conversations' cursors came first, without the list's name, and are kept as they are.)
 const (
 	cursorPrefix   = "c1:"
@@ -33,6 +34,9 @@ const (
 	organizationList keptList = "organizations"
 	messageList      keptList = "messages"
 	eventList        keptList = "events"
+	// userConversationList is a user's list of its conversations, which both User.conversations
+	// and the conversations filtered by user alone page.
+	userConversationList keptList = "userConversations"
 )
 
 // encodeCursor makes the opaque cursor of a list item from its document id.
@@ -210,6 +214,12 @@ func positionMessageConnection(ms []*known.Message, after []string, more bool) *
 // positionEventConnection is eventConnection for a page of a user's list of events.
 func positionEventConnection(es []*known.Event, after []string, more bool) *model.EventConnection {
 	return &model.EventConnection{Nodes: es, PageInfo: positionPage(eventList, len(es), after, more)}
+}
+
+// positionUserConversationConnection is conversationConnection for a page of a user's list of
+// conversations.
+func positionUserConversationConnection(cs []*known.Conversation, after []string, more bool) *model.ConversationConnection {
+	return &model.ConversationConnection{Nodes: cs, PageInfo: positionPage(userConversationList, len(cs), after, more)}
 }
 
 func messageConnection(ms []*known.Message, more bool) *model.MessageConnection {

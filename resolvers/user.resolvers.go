@@ -161,16 +161,7 @@ func (r *userResolver) ActiveCompany(ctx context.Context, obj *known.User) (*kno
 
 // Conversations is the resolver for the conversations field.
 func (r *userResolver) Conversations(ctx context.Context, obj *known.User, first *int, after *string) (*model.ConversationConnection, error) {
-	page, err := pageArgs(first, after)
-	if err != nil {
-		return nil, err
-	}
-	cs, more, err := r.Service.UserConversations(ctx, obj, page)
-	if err != nil {
-		return nil, err
-	}
-	r.preloadConversations(ctx, cs)
-	return conversationConnection(cs, more), nil
+	return r.userConversations(ctx, obj.ID, first, after)
 }
 
 // ConversationIds is the resolver for the conversationIds field.

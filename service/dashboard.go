@@ -76,9 +76,23 @@ func (s *Service) ProjectConversations(ctx context.Context, page known.Page) (cs
 	return s.store.ProjectConversations(ctx, p, page)
 }
 
-// UserConversations lists a user's conversations.
+// UserConversations lists a user's conversations by a query of the collection, newest first
+// by id: for cursors by id of earlier versions (ListedUserConversations reads the user's list).
 func (s *Service) UserConversations(ctx context.Context, u *known.User, page known.Page) ([]*known.Conversation, bool, error) {
 	return s.Conversations(ctx, ConversationFilter{UserID: &u.ID}, page)
+}
+
+// ListedUserConversations lists user u's conversations from its list of them, each with the
+// page.After that continues after it: a page costs what its conversations cost, however many
+// the user or the project holds. A page.After that is not such a value is BAD_USER_INPUT
+// (field after); a cursor by id of an earlier version continues by Conversations filtered by
+// the user.
+func (s *Service) ListedUserConversations(ctx context.Context, u known.UserID, page known.Page) (cs []*known.Conversation, after []string, more bool, err error) {
+	p, err := listing(ctx, page)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return s.store.UserConversations(ctx, p, u, page)
 }
 
 // Messages lists a conversation's messages, for the dashboard or for a widget session that
