@@ -20,7 +20,8 @@ import (
 type commandLog struct {
 	// latency, when set, holds each logged command this long before it is sent: commands
 	// sent together then overlap however the goroutines that send them are scheduled, and the
-	// count of round trips does not depend on the machine's load.
+	// count of round trips does not depend on the machine's load (unless it delays a goroutine
+	// by as much: the test holds commands 50 ms, longer than a busy CI machine delays one).
 	latency time.Duration
 	on      atomic.Bool
 	mu      sync.Mutex
@@ -149,7 +150,7 @@ const (
 // new user with a company, and a returning proven user with their session.
 func TestIdentifyRoundTrips(t *testing.T) {
 	s := newIdentifyScenario(t)
-	s.log.latency = 20 * time.Millisecond
+	s.log.latency = 50 * time.Millisecond
 	s.newUserWithCompany(t, 0) // the companies exist from now on, as they mostly do
 	t.Run("NewUserWithCompany", func(t *testing.T) {
 		for i, fresh := range []bool{false, true} {
