@@ -4,10 +4,11 @@ package store
 // place fail (a database hiccup), the item exists but no list shows it, and a client's retry
 // finds it (by its identity keys) or stores another (a second message), so that nothing would
 // ever list the first. The failing call records a repair instead: the list's key, the position
-// it reserved (0 when it reserved none), and the item's id, in memory at once and as a small
-// document of list_repairs, so that a restart does not lose it. The repairer, in the
-// background, names the item at that position, or appends it when no position was reserved,
-// and then deletes the repair. Nothing of this runs on a successful write.
+// it reserved (0 when it reserved none), and the item's id, in memory; the repairer, in the
+// background, first writes it as a small document of list_repairs, so that a restart does not
+// lose it, then names the item at that position, or appends it when no position was reserved,
+// and then deletes the repair. Nothing of this runs on a successful write, and a failing call
+// does not wait for it.
 
 import (
 	"context"
@@ -65,25 +66,12 @@ func newRepairs() *repairs {
 	return &repairs{m: map[string]*listRepair{}, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// repairTimeout bounds one database operation of the repairer, and the write of a repair by
-// the failing call (which has failed already, and should not wait long to say so).
-const repairTimeout = 5 * time.Second
-
 // unlisted records that item id of coll is stored but not listed in l: pos is the position
-// reserved for it, 0 when none was. It writes the repair's document (one write, on a path that
-// failed already), keeps the repair in memory whether or not that write succeeds, and wakes
-// the repairer.
-func (s *Store) unlisted(ctx context.Context, l list, coll *mongo.Collection, pos int64, id string) {
+// reserved for it, 0 when none was. It keeps the repair in memory and wakes the repairer, which
+// writes the repair's document before it tries the repair: the failing call, whose database
+// may be down, returns at once (a process that stops in the moment between loses the repair).
+func (s *Store) unlisted(_ context.Context, l list, coll *mongo.Collection, pos int64, id string) {
 	r := &listRepair{ID: l.key + " " + id, Key: l.key, Coll: coll.Name(), Item: id, Pos: pos}
-	// The request's context may be over (the failure may be its deadline); the record must
-	// not be.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
-	defer cancel()
-	err := s.bg.saveRepair(wctx, r)
-	if err != nil {
-		s.log.Warn().Err(err).Str("list", l.key).Str("item", id).Msg("store: recording a list repair; kept in memory")
-	}
-	r.saved = err == nil
 	rep := s.rep
 	rep.mu.Lock()
 	// A repair of the item already known stands: it may have taken a position since.
@@ -189,6 +177,14 @@ func (s *Store) loadRepairs(ctx context.Context) error {
 // that every later run names that one.
 func (s *Store) repair(ctx context.Context, r *listRepair) (bool, error) {
 	l := list{s: s, key: r.Key}
+	if !r.saved {
+		// Recorded in memory only (unlisted): written first, so that a restart finds it
+		// should this repair fail.
+		if err := s.saveRepair(ctx, r); err != nil {
+			return false, err
+		}
+		r.saved = true
+	}
 	var exists struct {
 		ID string `bson:"_id"`
 	}
@@ -200,13 +196,6 @@ func (s *Store) repair(ctx context.Context, r *listRepair) (bool, error) {
 	}
 	if err != nil {
 		return false, err
-	}
-	if !r.saved {
-		// Not written when recorded: written now, before a position is taken for it.
-		if err := s.saveRepair(ctx, r); err != nil {
-			return false, err
-		}
-		r.saved = true
 	}
 	if r.Pos == 0 {
 		pos, err := s.claimPosition(ctx, l, r)
