@@ -112,6 +112,9 @@ func (s *Store) upsertListed(ctx context.Context, coll *mongo.Collection, p know
 		reserved = l.set(ctx, pos, id.ID)
 	}
 	if reserved != nil {
+		// Repaired in the background (listrepair.go): at the reserved place, or at a new one
+		// when reserving failed (a failed reserve gives position 0).
+		s.unlisted(ctx, l, coll, pos, id.ID)
 		return fmt.Errorf("%w: %s %s: %w", ErrUnlisted, coll.Name(), id.ID, reserved)
 	}
 	return nil

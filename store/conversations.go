@@ -110,8 +110,8 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	s.publish(ctx, s.conversations, string(c.ID), evs)
 	// Listed after the insert, so that the lists never name a conversation that is not
 	// there. Should this fail, the conversation exists but is missing from the project's
-	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs); the error
-	// says the call did not complete.
+	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs) until the
+	// repairer lists it; the error says the call did not complete.
 	var named, pnamed error
 	if c.UserID != nil && reserved == nil {
 		wg.Go(func() { named = ul.set(ctx, pos, string(c.ID)) })
@@ -120,6 +120,15 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 		wg.Go(func() { pnamed = pl.set(ctx, ppos, string(c.ID)) })
 	}
 	wg.Wait()
+	// A list that did not name the conversation is repaired in the background (listrepair.go):
+	// at its reserved place, or at a new one when reserving failed (a failed reserve gives
+	// position 0).
+	if c.UserID != nil && (reserved != nil || named != nil) {
+		s.unlisted(ctx, ul, s.conversations, pos, string(c.ID))
+	}
+	if preserved != nil || pnamed != nil {
+		s.unlisted(ctx, pl, s.conversations, ppos, string(c.ID))
+	}
 	return cmp.Or(preserved, pnamed, reserved, named)
 }
 
@@ -179,6 +188,10 @@ func (s *Store) moveConversation(ctx context.Context, id known.ConversationID, f
 		return nil
 	}
 	s.publish(ctx, s.conversations, string(id), evs)
+	if named != nil {
+		// The repairer names this same place, which the conversation names (userListed).
+		s.unlisted(ctx, l, s.conversations, pos, string(id))
+	}
 	return named
 }
 
@@ -199,10 +212,15 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 	}
 	// Listed after the insert, so that the list never names a message that is not there.
 	// Should this fail, the message exists but is missing from the conversation's list
-	// (ConversationMessages) and is not counted; the error says the call did not complete, so
-	// that a client's retry stores one that shows.
+	// (ConversationMessages) until the repairer lists it, and is not counted; the error says
+	// the call did not complete, so that a client may retry (and then has two).
 	defer s.publish(ctx, s.messages, d.ID, evs)
-	if _, err := s.messageList(c.ProjectID, c.ID).append(ctx, d.ID); err != nil {
+	ml := s.messageList(c.ProjectID, c.ID)
+	if pos, err := ml.append(ctx, d.ID); err != nil {
+		// Repaired in the background (listrepair.go): at the reserved place, or at a new one
+		// when reserving failed (append then gives position 0). The conversation's count and
+		// last message stay as they are.
+		s.unlisted(ctx, ml, s.messages, pos, d.ID)
 		return err
 	}
 	newer := bson.M{"$set": bson.M{"last": lastOf(&d), "updatedAt": m.CreatedAt}, "$inc": bson.M{"messages": 1}}
@@ -232,7 +250,8 @@ func (s *Store) AddMessage(ctx context.Context, c *known.Conversation, m *known.
 // events (eventList): its place is reserved while the event is inserted, and named once the
 // insert has landed, so that the list never names an event that is not there; a failed insert
 // leaves its place empty, which readers skip. Should the naming fail, the event exists but is
-// missing from the user's list (UserEvents); the error says the call did not complete.
+// missing from the user's list (UserEvents) until the repairer lists it; the error says the
+// call did not complete.
 func (s *Store) AddEvent(ctx context.Context, e *known.Event) error {
 	props := e.Properties
 	if props == nil {
@@ -258,10 +277,15 @@ func (s *Store) AddEvent(ctx context.Context, e *known.Event) error {
 	if inserted != nil {
 		return fmt.Errorf("store: adding event: %w", inserted)
 	}
-	if reserved != nil {
-		return reserved
+	if reserved == nil {
+		reserved = l.set(ctx, pos, d.ID)
 	}
-	return l.set(ctx, pos, d.ID)
+	if reserved != nil {
+		// Repaired in the background (listrepair.go): at the reserved place, or at a new one
+		// when reserving failed (a failed reserve gives position 0).
+		s.unlisted(ctx, l, s.events, pos, d.ID)
+	}
+	return reserved
 }
 
 // eventList is user u's list of its tracked events, in the order they were tracked or moved to

@@ -310,6 +310,9 @@ func (s *Store) InsertUser(ctx context.Context, u *known.User) error {
 	}
 	s.publish(ctx, s.users, d.ID, evs)
 	if named != nil {
+		// The repairer names this same place: the document names it, and readers show the
+		// user nowhere else.
+		s.unlisted(ctx, l, s.users, pos, d.ID)
 		return fmt.Errorf("%w: user %s: %w", ErrUnlisted, d.ID, named)
 	}
 	return nil

@@ -130,7 +130,8 @@ func upsertByID(ctx context.Context, coll *mongo.Collection, id string, update b
 // ErrUnlisted says that a new document was stored but naming its place in its list failed:
 // the document exists (its identity keys name it) but a reader of the list does not show it.
 // The call reports the failure, so that a client tries again; a caller must not undo what
-// the document holds (a new user's identity keys), or the next try would make it twice.
+// the document holds (a new user's identity keys), or the next try would make it twice. The
+// call has recorded a repair, and the list repairer lists the document later (listrepair.go).
 var ErrUnlisted = errors.New("store: stored, but not listed")
 
 // length returns the number of positions the list has given out (0 for a list never

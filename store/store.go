@@ -89,6 +89,8 @@ type Store struct {
 	log      zerolog.Logger
 
 	serial *serial
+	// rep holds the lists' repairs: items stored but not listed (listrepair.go).
+	rep *repairs
 	// leaseOpts connect the lease's own client (see lease.go).
 	leaseOpts *options.ClientOptions
 }
@@ -97,7 +99,8 @@ type Store struct {
 // it answers, and creates the indexes. It fails within ConnectTimeout when the database cannot
 // be reached.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}, files: embedded.Running(cfg.URI), sizes: &sizes{}}
+	s := &Store{wake: &wakers{}, log: cfg.Log, serial: &serial{}, out: &outbox{}, files: embedded.Running(cfg.URI), sizes: &sizes{},
+		rep: newRepairs()}
 	uri := cfg.URI
 	if uri == "" {
 		srv, err := embedded.Start(cfg.DataDir, "", cfg.Log)
@@ -194,6 +197,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
+	// The repairs an earlier process left are done in the background, not before Open
+	// returns: the database may be down for them.
+	s.startRepairer()
 	return s, nil
 }
 
@@ -224,7 +230,7 @@ func isNamespaceExists(err error) bool {
 func (s *Store) collections() []*mongo.Collection {
 	return []*mongo.Collection{s.projects, s.projectKeys, s.users, s.identityKeys, s.organizations, s.companies,
 		s.conversations, s.messages, s.events, s.sessions, s.jwtIDs, s.idTokens, s.profiles, s.changes, s.webhooks,
-		s.deliveries, s.meta(), s.auditLog(), s.lists(), s.pending()}
+		s.deliveries, s.meta(), s.auditLog(), s.lists(), s.pending(), s.repairsColl()}
 }
 
 // use points the store's collections into db.
@@ -265,9 +271,11 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close publishes the events queued in this process (as far as ctx allows; the rest stay
-// pending for the next start), disconnects, then stops the embedded database if there is one.
+// pending for the next start), stops the list repairer (its repairs not done stay in
+// list_repairs for the next start), disconnects, then stops the embedded database if there is one.
 func (s *Store) Close(ctx context.Context) error {
 	s.stopOutbox(ctx)
+	s.stopRepairer(ctx)
 	var err error
 	if s.bgClient != nil {
 		err = s.bgClient.Disconnect(ctx)
