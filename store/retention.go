@@ -130,8 +130,10 @@ func (s *Store) deleteEach(ctx context.Context, coll *mongo.Collection, find, co
 		if err != nil {
 			return n, err
 		}
+		// Every _id Known writes is a string; one that is not (written by hand) is deleted
+		// as it is rather than failing the pass.
 		var ids []struct {
-			ID string `bson:"_id"`
+			ID any `bson:"_id"`
 		}
 		if err := cur.All(ctx, &ids); err != nil {
 			return n, err
@@ -144,7 +146,7 @@ func (s *Store) deleteEach(ctx context.Context, coll *mongo.Collection, find, co
 			}
 			r, err := func() (*mongo.DeleteResult, error) {
 				// In the document's turn (serial.go), like every other write of one document.
-				defer s.serial.lock(coll, d.ID)()
+				defer s.serial.lock(coll, fmt.Sprint(d.ID))()
 				return coll.DeleteOne(ctx, filter)
 			}()
 			if err != nil {
