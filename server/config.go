@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/knownhq/known/store"
 )
 
 // config is Known's configuration: API.md §6. Each setting is an environment variable, and a
@@ -28,6 +30,9 @@ type config struct {
 	FerretDBShared       bool
 	PrintVersion         bool           // -version: print the build and exit
 	TrustedProxies       trustedProxies // may name the client in X-Forwarded-For
+	// Retention is how long published events, finished webhook deliveries and audit entries
+	// are kept (zero: forever).
+	Retention store.Retention
 }
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -40,6 +45,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	var c config
 	var maxAge, shutdown, allowPrivate, concurrency, rate, ferretShared string
 	var demo, proxies string
+	var eventRetention, deliveryRetention, auditRetention string
 	fs := flag.NewFlagSet("known", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("KNOWN_ADDR", "127.0.0.1:8080"), "listen address (KNOWN_ADDR)")
@@ -55,6 +61,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&demo, "demo", env("KNOWN_DEMO", "false"), "serve a page at /demo that embeds the widget for the Demo project (KNOWN_DEMO)")
 	fs.StringVar(&ferretShared, "ferretdb-shared", env("KNOWN_FERRETDB_SHARED", ""), "unsafe: let several instances share a FerretDB database (KNOWN_FERRETDB_SHARED)")
 	fs.StringVar(&proxies, "trusted-proxies", env("KNOWN_TRUSTED_PROXIES", ""), "CIDRs of the reverse proxies whose X-Forwarded-For names the client (KNOWN_TRUSTED_PROXIES)")
+	fs.StringVar(&eventRetention, "event-retention", env("KNOWN_EVENT_RETENTION", ""), "delete published events older than this that webhook dispatch has passed; default 168h, or forever (KNOWN_EVENT_RETENTION)")
+	fs.StringVar(&deliveryRetention, "delivery-retention", env("KNOWN_DELIVERY_RETENTION", ""), "delete webhook deliveries finished longer ago than this; default 720h, or forever (KNOWN_DELIVERY_RETENTION)")
+	fs.StringVar(&auditRetention, "audit-retention", env("KNOWN_AUDIT_RETENTION", ""), "delete audit entries older than this; default forever (KNOWN_AUDIT_RETENTION)")
 	// A URI's password must not show as the flag's default in -h.
 	fs.Lookup("mongodb-uri").DefValue = redactURI(fs.Lookup("mongodb-uri").DefValue)
 	fs.Usage = func() { usage(fs, getenv) }
@@ -90,6 +99,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.TrustedProxies, err = parseTrustedProxies(proxies); err != nil {
 		return c, err
 	}
+	for _, r := range []struct {
+		name, value string
+		def         time.Duration
+		to          *time.Duration
+	}{
+		{"KNOWN_EVENT_RETENTION", eventRetention, defaultEventRetention, &c.Retention.Events},
+		{"KNOWN_DELIVERY_RETENTION", deliveryRetention, defaultDeliveryRetention, &c.Retention.Deliveries},
+		{"KNOWN_AUDIT_RETENTION", auditRetention, 0, &c.Retention.Audit},
+	} {
+		if *r.to, err = parseRetention(r.name, r.value, r.def); err != nil {
+			return c, err
+		}
+	}
 	switch ferretShared {
 	case "":
 	case "unsafe":
@@ -101,4 +123,31 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return c, fmt.Errorf("KNOWN_SECRET is required with KNOWN_MONGODB_URI, so that every instance signs and encrypts alike")
 	}
 	return c, nil
+}
+
+// The retention ages when their settings are empty or 0: a week of events (no webhook worker
+// or subscription reader is ever that far behind), a month of finished deliveries (for an
+// operator looking into one). The audit log is kept forever unless KNOWN_AUDIT_RETENTION says
+// otherwise.
+const (
+	defaultEventRetention    = 7 * 24 * time.Hour
+	defaultDeliveryRetention = 30 * 24 * time.Hour
+	// minRetention is the shortest age: a shorter one is more likely a typo than a wish.
+	minRetention = time.Hour
+)
+
+// parseRetention reads the retention setting name: empty or 0 is def, "forever" keeps
+// forever (0 for store.Retention), anything else is a duration of at least minRetention.
+func parseRetention(name, v string, def time.Duration) (time.Duration, error) {
+	switch v {
+	case "", "0":
+		return def, nil
+	case "forever":
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < minRetention {
+		return 0, fmt.Errorf("%s: %q is not a duration of at least 1h like 168h, or forever (empty or 0: the default)", name, v)
+	}
+	return d, nil
 }

@@ -133,6 +133,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	go sweepExpired(ctx, log, svc)
+	go retainOld(ctx, log, svc, cfg.Retention)
 	if err := startWebhooks(eventsCtx, log, svc, cfg.AllowPrivateNetworks); err != nil {
 		return err
 	}

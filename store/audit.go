@@ -12,7 +12,8 @@ import (
 )
 
 // auditCollection holds the audit log. Known only inserts into it (and deleteProject erases
-// a deleted project's entries with the rest of its data).
+// a deleted project's entries with the rest of its data, and Retain, given an audit age,
+// deletes older entries).
 const auditCollection = "audit_log"
 
 func (s *Store) auditLog() *mongo.Collection { return s.db.Collection(auditCollection) }

@@ -60,8 +60,10 @@ type deliveryDoc struct {
 	LastError        *string    `bson:"lastError,omitempty"`
 	NextAttemptAt    *time.Time `bson:"nextAttemptAt,omitempty"`
 	DeliveredAt      *time.Time `bson:"deliveredAt,omitempty"`
-	LeaseUntil       *time.Time `bson:"leaseUntil,omitempty"`
-	LeaseToken       string     `bson:"leaseToken,omitempty"`
+	// FinishedAt is when it was delivered or given up: retention counts from it (Retain).
+	FinishedAt *time.Time `bson:"finishedAt,omitempty"`
+	LeaseUntil *time.Time `bson:"leaseUntil,omitempty"`
+	LeaseToken string     `bson:"leaseToken,omitempty"`
 	// PendingIn is the bucket of its webhook's pending set that lists it (nil for a delivery
 	// of an earlier version that the start-up migration has not listed yet).
 	PendingIn *int64    `bson:"pendingIn,omitempty"`
@@ -339,10 +341,10 @@ func (s *Store) RecordAttempt(ctx context.Context, id, token string, a Attempt) 
 	unset := bson.M{"leaseUntil": "", "leaseToken": ""}
 	switch {
 	case a.Delivered:
-		set["status"], set["deliveredAt"] = string(known.DeliveryDelivered), a.At
+		set["status"], set["deliveredAt"], set["finishedAt"] = string(known.DeliveryDelivered), a.At, a.At
 		unset["nextAttemptAt"] = ""
 	case a.Failed:
-		set["status"] = string(known.DeliveryFailed)
+		set["status"], set["finishedAt"] = string(known.DeliveryFailed), a.At
 		unset["nextAttemptAt"] = ""
 	default:
 		set["nextAttemptAt"] = *a.Next
