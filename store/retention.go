@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/knownhq/known"
@@ -78,7 +79,7 @@ func (s *Store) Retain(ctx context.Context, now time.Time, r Retention) (Retaine
 	}
 	if r.Audit > 0 {
 		cutoff := now.Add(-r.Audit)
-		if out.Audit, err = s.deleteEach(ctx, s.auditLog(), bson.M{"at": bson.M{"$lt": cutoff}}, bson.M{"at": bson.M{"$lt": cutoff}}); err != nil {
+		if out.Audit, err = s.deleteEach(ctx, s.auditLog(), bson.M{"at": bson.M{"$lt": cutoff}}, bson.M{"at": bson.M{"$lt": cutoff}}, nil); err != nil {
 			return out, fmt.Errorf("store: deleting old audit entries: %w", err)
 		}
 	}
@@ -98,7 +99,7 @@ func (s *Store) retainEvents(ctx context.Context, cutoff time.Time) (int64, erro
 	case !isNoDocuments(err):
 		return 0, fmt.Errorf("store: reading the webhook dispatch position: %w", err)
 	}
-	n, err := s.deleteEach(ctx, s.changes, find, bson.M{"createdAt": bson.M{"$lt": cutoff}})
+	n, err := s.deleteEach(ctx, s.changes, find, bson.M{"createdAt": bson.M{"$lt": cutoff}}, nil)
 	if err != nil {
 		return n, fmt.Errorf("store: deleting old events: %w", err)
 	}
@@ -113,7 +114,21 @@ func (s *Store) retainDeliveries(ctx context.Context, cutoff time.Time) (int64, 
 		"createdAt": bson.M{"$lt": cutoff},
 		"$or":       bson.A{bson.M{"finishedAt": bson.M{"$lt": cutoff}}, bson.M{"finishedAt": bson.M{"$exists": false}}},
 	}
-	n, err := s.deleteEach(ctx, s.deliveries, cond, cond)
+	// A finished delivery does not change; the check in the turn is for safety's sake, should
+	// one ever be sent again.
+	still := func(raw bson.Raw) bool {
+		var d struct {
+			Status     string     `bson:"status"`
+			CreatedAt  time.Time  `bson:"createdAt"`
+			FinishedAt *time.Time `bson:"finishedAt"`
+		}
+		if bson.Unmarshal(raw, &d) != nil {
+			return false
+		}
+		return (d.Status == string(known.DeliveryDelivered) || d.Status == string(known.DeliveryFailed)) &&
+			d.CreatedAt.Before(cutoff) && (d.FinishedAt == nil || d.FinishedAt.Before(cutoff))
+	}
+	n, err := s.deleteEach(ctx, s.deliveries, cond, cond, still)
 	if err != nil {
 		return n, fmt.Errorf("store: deleting old webhook deliveries: %w", err)
 	}
@@ -121,9 +136,13 @@ func (s *Store) retainDeliveries(ctx context.Context, cutoff time.Time) (int64, 
 }
 
 // deleteEach deletes the documents of coll that find matches, each by its _id with the
-// condition cond checked again (it must not name _id), in batches of retainBatch, and returns
-// how many it deleted.
-func (s *Store) deleteEach(ctx context.Context, coll *mongo.Collection, find, cond bson.M) (int64, error) {
+// condition checked again, in batches of retainBatch, and returns how many it deleted. The
+// condition is said twice, as updateIf's is: as the filter cond (it must not name _id), which
+// MongoDB checks in the delete itself; and as still, which the embedded store checks on the
+// document read by _id in its turn, since FerretDB serves a delete whose filter is more than
+// {_id} by reading the whole collection, once per deleted document. still is nil for documents
+// that never change once written (events, audit entries): the find's match stands.
+func (s *Store) deleteEach(ctx context.Context, coll *mongo.Collection, find, cond bson.M, still func(bson.Raw) bool) (int64, error) {
 	var n int64
 	for {
 		cur, err := coll.Find(ctx, find, options.Find().SetProjection(bson.M{"_id": 1}).SetLimit(retainBatch))
@@ -140,19 +159,11 @@ func (s *Store) deleteEach(ctx context.Context, coll *mongo.Collection, find, co
 		}
 		var deleted int64
 		for _, d := range ids {
-			filter := bson.M{"_id": d.ID}
-			for k, v := range cond {
-				filter[k] = v
-			}
-			r, err := func() (*mongo.DeleteResult, error) {
-				// In the document's turn (serial.go), like every other write of one document.
-				defer s.serial.lock(coll, fmt.Sprint(d.ID))()
-				return coll.DeleteOne(ctx, filter)
-			}()
+			r, err := s.deleteIf(ctx, coll, d.ID, cond, still)
 			if err != nil {
 				return n, err
 			}
-			deleted += r.DeletedCount
+			deleted += r
 		}
 		n += deleted
 		// A batch that deleted nothing would be found again: the rest waits for the next pass.
@@ -160,4 +171,30 @@ func (s *Store) deleteEach(ctx context.Context, coll *mongo.Collection, find, co
 			return n, nil
 		}
 	}
+}
+
+// deleteIf deletes document id of coll if it still meets the condition (deleteEach), in its
+// turn (serial.go), like every other write of one document, and returns how many it deleted.
+func (s *Store) deleteIf(ctx context.Context, coll *mongo.Collection, id any, cond bson.M, still func(bson.Raw) bool) (int64, error) {
+	defer s.serial.lock(coll, fmt.Sprint(id))()
+	filter := bson.M{"_id": id}
+	if !s.serial.on {
+		maps.Copy(filter, cond)
+	} else if still != nil {
+		raw, err := coll.FindOne(ctx, filter).Raw()
+		if isNoDocuments(err) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !still(raw) {
+			return 0, nil
+		}
+	}
+	r, err := coll.DeleteOne(ctx, filter)
+	if err != nil {
+		return 0, err
+	}
+	return r.DeletedCount, nil
 }

@@ -180,3 +180,31 @@ func TestRetainAudit(t *testing.T) {
 		t.Fatalf("audit log after the pass = %v, %v; want the 10-day-old entry", got, err)
 	}
 }
+
+// TestRetainDeletesByID: on the embedded store a pass reads a whole collection only to find
+// what to delete (one find per collection and batch); each delete goes by _id, so that a pass
+// over n old documents costs n constant commands, not n reads of the collection.
+func TestRetainDeletesByID(t *testing.T) {
+	ctx := context.Background()
+	h := openHookStore(t)
+	start := h.now
+	for i := range 12 {
+		h.finish(t, h.add(t, h.hook, int64(i+1)), i%2 == 0)
+	}
+	now := start.Add(31 * 24 * time.Hour)
+	h.now = now
+	h.audit.Reset()
+	r, err := h.st.Retain(ctx, now, store.Retention{Deliveries: 30 * 24 * time.Hour, Audit: time.Hour})
+	if err != nil || r.Deliveries != 12 {
+		t.Fatalf("Retain = %+v, %v; want 12 deliveries deleted", r, err)
+	}
+	var other []storetest.Command
+	for _, c := range h.audit.Scans() {
+		if c.Name != "find" {
+			other = append(other, c)
+		}
+	}
+	if len(other) > 0 || len(h.audit.Scans()) > 2 {
+		t.Fatalf("a pass read whole collections beyond one find per collection:\n%s", storetest.Summary(h.audit.Commands()))
+	}
+}
