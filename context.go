@@ -62,6 +62,20 @@ func (m *Memo) Load(key string) any {
 	return m.m[key]
 }
 
+// LoadOrStore returns the value stored under key, storing v there first when there is none.
+func (m *Memo) LoadOrStore(key string, v any) any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.m[key]; ok {
+		return old
+	}
+	if m.m == nil {
+		m.m = map[string]any{}
+	}
+	m.m[key] = v
+	return v
+}
+
 // Store keeps v under key.
 func (m *Memo) Store(key string, v any) {
 	m.mu.Lock()

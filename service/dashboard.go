@@ -137,6 +137,13 @@ func (s *Service) mayReadMessages(ctx context.Context, c *known.Conversation, pa
 		if !identity.MayRead(wc.session, c) {
 			return known.Errorf(known.NotFound, "conversation not found")
 		}
+		ok, err := s.readsThroughUser(ctx, wc.session, c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return known.Errorf(known.NotFound, "conversation not found")
+		}
 		if err := s.mayActFor(ctx, wc.session); err != nil {
 			return err
 		}

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
 	"go.mongodb.org/mongo-driver/v2/event"
 )
 
@@ -330,4 +332,70 @@ func TestSquattedIDProvenByOwner(t *testing.T) {
 	// The squatter's claim of the id now meets a proven identity.
 	_, err = identifyErr(e, squatter.Token, service.IdentifyInput{UserID: str("owner-1")})
 	requireFieldError(t, err, known.VerificationRequired, "input", "userId")
+}
+
+// TestReadingThroughTheUserNeedsItsProof: a verified session reads its user's conversations
+// started by the user's other browsers, and answers in them, only while the user still holds
+// a proven identity (API.md §3: a claimant never reads a user's conversations through an
+// identity that user has proven). No path removes a user's last proof today; the store write
+// below stands in for one. The session's own visitor's conversation stays its own.
+func TestReadingThroughTheUserNeedsItsProof(t *testing.T) {
+	e := newEnv(t)
+	proof := service.IdentifyInput{UserID: str("proven-1"), UserHash: str(hashOf(e.project.IdentitySecret, "proven-1"))}
+	d1 := identify(t, e, "", proof)
+	d2 := identify(t, e, "", proof)
+	if !d2.Verified() || *d1.UserID != *d2.UserID || d1.VisitorID == d2.VisitorID {
+		t.Fatalf("two verified browsers of one user expected: %+v, %+v", d1, d2)
+	}
+	c1 := startConversation(t, e, d1.Token, "from browser 1")
+	c2 := startConversation(t, e, d2.Token, "from browser 2")
+	if _, _, err := e.svc.Messages(widgetCtx(d2.Token), c1, known.Page{First: 10}); err != nil {
+		t.Fatalf("browser 2 reads the user's conversation from browser 1: %v", err)
+	}
+
+	u := readUser(t, e, *d1.UserID)
+	ids := slices.Clone(u.Identities)
+	for i := range ids {
+		ids[i].Proven, ids[i].Method = false, nil
+	}
+	if _, err := e.store.UpdateUser(context.Background(), u.ID, store.UserUpdate{Identities: &ids, UpdatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := e.svc.Messages(widgetCtx(d2.Token), c1, known.Page{First: 10})
+	wantCode(t, err, known.NotFound)
+	_, err = e.svc.SendMessage(widgetCtx(d2.Token), nil, c1.ID, "still reading browser 1?")
+	wantCode(t, err, known.NotFound, "input", "conversationId")
+	if _, _, err := e.svc.Messages(widgetCtx(d2.Token), c2, known.Page{First: 10}); err != nil {
+		t.Fatalf("browser 2 no longer reads its own conversation: %v", err)
+	}
+	if _, err := e.svc.SendMessage(widgetCtx(d2.Token), nil, c2.ID, "mine"); err != nil {
+		t.Fatalf("browser 2 no longer answers in its own conversation: %v", err)
+	}
+}
+
+// TestSessionUserReadOncePerRequest: a request that reads several conversations through its
+// session's user (a widget's list of conversations with their messages) reads the user once.
+func TestSessionUserReadOncePerRequest(t *testing.T) {
+	var userFinds atomic.Int64
+	e := newEnvWatched(t, &event.CommandMonitor{Started: func(_ context.Context, ev *event.CommandStartedEvent) {
+		if ev.CommandName == "find" && ev.Command.Lookup("find").StringValue() == "users" {
+			userFinds.Add(1)
+		}
+	}})
+	proof := service.IdentifyInput{UserID: str("proven-2"), UserHash: str(hashOf(e.project.IdentitySecret, "proven-2"))}
+	var convs []*known.Conversation
+	for range 3 {
+		convs = append(convs, startConversation(t, e, identify(t, e, "", proof).Token, "hello"))
+	}
+	reader := identify(t, e, "", proof)
+	ctx := clientCtx(known.Client{IP: widgetIP, WidgetToken: reader.Token, Memo: &known.Memo{}})
+	userFinds.Store(0)
+	for _, c := range convs {
+		if _, _, err := e.svc.Messages(ctx, c, known.Page{First: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := userFinds.Load(); n != 1 {
+		t.Fatalf("%d reads of the session's user for 3 conversations in one request, want 1", n)
+	}
 }

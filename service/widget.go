@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/knownhq/known"
@@ -239,6 +240,48 @@ func (s *Service) sessionUser(ctx context.Context, wc *widgetCall, create bool) 
 		return u, err
 	}
 	return nil, known.Errorf(known.Internal, "visitor record kept changing")
+}
+
+// readsThroughUser reports whether session ss still may read conversation c, which
+// identity.MayRead allowed. A conversation of the session's own visitor, yes; one it reads
+// through its user (any of the user's conversations, which MayRead grants a verified session
+// of that user), only while the user still holds a proven identity: the session's level was
+// set when it was proven, and a claimant must never read a user's conversations through an
+// identity that user has proven (API.md §3). No path removes a user's last proven identity
+// today; this check keeps the rule should one ever do. The user is read once per request
+// (requestUser), however many conversations the request reads.
+func (s *Service) readsThroughUser(ctx context.Context, ss *known.Session, c *known.Conversation) (bool, error) {
+	if c.VisitorID == ss.VisitorID {
+		return true, nil
+	}
+	u, err := s.requestUser(ctx, ss)
+	if err != nil {
+		return false, err
+	}
+	return u != nil && ss.UserID != nil && u.ID == *ss.UserID && u.Verified, nil
+}
+
+// requestUser is currentUser for session ss, read once per request and session: the
+// request's fields share it (known.Memo).
+func (s *Service) requestUser(ctx context.Context, ss *known.Session) (*known.User, error) {
+	m := known.ClientFromContext(ctx).Memo
+	if m == nil {
+		return s.currentUser(ctx, ss.ProjectID, ss)
+	}
+	key := "sessionUser " + ss.ID
+	if ss.UserID != nil {
+		key += " " + string(*ss.UserID)
+	}
+	e := m.LoadOrStore(key, &memoUser{}).(*memoUser)
+	e.once.Do(func() { e.u, e.err = s.currentUser(ctx, ss.ProjectID, ss) })
+	return e.u, e.err
+}
+
+// memoUser is a session's user as requestUser read it.
+type memoUser struct {
+	once sync.Once
+	u    *known.User
+	err  error
 }
 
 // writeSessionUser applies a metadata change (and what else up carries) to the session's user,

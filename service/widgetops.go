@@ -280,6 +280,12 @@ func (s *Service) SendMessage(ctx context.Context, appID *string, conversation k
 	if err == nil && !identity.MayRead(wc.session, c) {
 		err = known.Errorf(known.NotFound, "conversation not found")
 	}
+	if err == nil {
+		var ok bool
+		if ok, err = s.readsThroughUser(ctx, wc.session, c); err == nil && !ok {
+			err = known.Errorf(known.NotFound, "conversation not found")
+		}
+	}
 	if known.ErrorCode(err) == known.NotFound {
 		return nil, known.FieldErrorf(path("input", "conversationId"), known.NotFound, "no conversation with this id")
 	}
