@@ -78,7 +78,20 @@ func (s *Service) SessionEvents(ctx context.Context) (<-chan *known.InboxEvent, 
 		_, err := s.store.Session(ctx, ss.ID, s.clock())
 		return err == nil
 	}
-	return followWhile(ctx, c, stop, widgetEvent, alive, s.sessionCheck), nil
+	// An event of a conversation the session reads through its user (one of the user's other
+	// browsers) goes only while the user still holds a proven identity, as Messages checks
+	// (readsThroughUser): one more read by _id for such an event, not shared across events, so
+	// that a stream never acts on a user it read long ago.
+	send := func(e *known.InboxEvent) *known.InboxEvent {
+		if *e.VisitorID != ss.VisitorID {
+			u, err := s.currentUser(ctx, ss.ProjectID, &ss)
+			if err != nil || !stillProven(&ss, u) {
+				return nil
+			}
+		}
+		return widgetEvent(e)
+	}
+	return followWhile(ctx, c, stop, send, alive, s.sessionCheck), nil
 }
 
 // DefaultSessionCheck is how often an idle sessionEvents stream reads its session. No event
@@ -103,7 +116,8 @@ func widgetEvent(e *known.InboxEvent) *known.InboxEvent {
 	return &w
 }
 
-// followWhile passes the events of c on (through transform, when set) until ctx is done or c
+// followWhile passes the events of c on (through transform, when set; one it makes nil is
+// dropped) until ctx is done or c
 // closes, then ends the subscription; it ends it instead of passing an event on once alive
 // (when set) says the subscriber may no longer read, and, with every > 0, also when alive says
 // so at one of its ticks (so that a stream without events ends too).
@@ -132,7 +146,9 @@ func followWhile(ctx context.Context, c <-chan *known.InboxEvent, stop func(), t
 					return
 				}
 				if transform != nil {
-					e = transform(e)
+					if e = transform(e); e == nil {
+						continue // not for this subscriber
+					}
 				}
 				select {
 				case out <- e:

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/knownhq/known/clocktest"
 	"github.com/knownhq/known/events"
 	"github.com/knownhq/known/service"
+	"github.com/knownhq/known/store"
 )
 
 // TestIdleSessionEventsEndWithTheSession: a widget's sessionEvents stream on which no event
@@ -87,4 +89,64 @@ func TestIdleSessionEventsEndWithTheSession(t *testing.T) {
 		clock.Advance(service.SessionTTL + time.Second)
 		ends(t, c, "after the session expired")
 	})
+}
+
+// TestSessionEventsThroughTheUserNeedItsProof: a verified session's stream carries the events
+// of its user's conversations from the user's other browsers only while the user still holds a
+// proven identity (as Messages; no path removes a user's last proof today, the store write
+// below stands in for one); the events of its own visitor's conversations go on.
+func TestSessionEventsThroughTheUserNeedItsProof(t *testing.T) {
+	e := newEnv(t)
+	hub := events.New(e.store, events.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- hub.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.svc = service.New(e.store, service.Options{Secret: testSecret, AdminToken: adminToken, Events: hub})
+
+	proof := service.IdentifyInput{UserID: str("proven-3"), UserHash: str(hashOf(e.project.IdentitySecret, "proven-3"))}
+	d1, d2 := identify(t, e, "", proof), identify(t, e, "", proof)
+	sctx, scancel := context.WithCancel(widgetCtx(d2.Token))
+	defer scancel()
+	stream, err := e.svc.SessionEvents(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(why string) *known.InboxEvent {
+		t.Helper()
+		select {
+		case ev, ok := <-stream:
+			if !ok {
+				t.Fatalf("%s: the stream ended", why)
+			}
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no event within 10 s", why)
+		}
+		return nil
+	}
+	c1 := startConversation(t, e, d1.Token, "from browser 1")
+	for _, want := range []known.EventType{known.ConversationCreated, known.MessageCreated} {
+		if ev := next("browser 1's conversation"); ev.ConversationID == nil || *ev.ConversationID != c1.ID || ev.Type != want {
+			t.Fatalf("browser 2 got %+v, want %s of browser 1's conversation %s", ev, want, c1.ID)
+		}
+	}
+
+	u := readUser(t, e, *d1.UserID)
+	ids := slices.Clone(u.Identities)
+	for i := range ids {
+		ids[i].Proven, ids[i].Method = false, nil
+	}
+	if _, err := e.store.UpdateUser(context.Background(), u.ID, store.UserUpdate{Identities: &ids, UpdatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SendMessage(widgetCtx(d1.Token), nil, c1.ID, "after the proof is gone"); err != nil {
+		t.Fatal(err)
+	}
+	c2 := startConversation(t, e, d2.Token, "from browser 2")
+	// Events come in order: the first after the proof is gone is browser 2's own.
+	if ev := next("browser 2's own conversation"); ev.ConversationID == nil || *ev.ConversationID != c2.ID {
+		t.Fatalf("browser 2 got %+v (%s), want only its own conversation %s", ev, ev.Type, c2.ID)
+	}
 }

@@ -258,7 +258,13 @@ func (s *Service) readsThroughUser(ctx context.Context, ss *known.Session, c *kn
 	if err != nil {
 		return false, err
 	}
-	return u != nil && ss.UserID != nil && u.ID == *ss.UserID && u.Verified, nil
+	return stillProven(ss, u), nil
+}
+
+// stillProven reports whether u, the user of session ss as just read, is still the session's
+// user and holds a proven identity.
+func stillProven(ss *known.Session, u *known.User) bool {
+	return u != nil && ss.UserID != nil && u.ID == *ss.UserID && u.Verified
 }
 
 // requestUser is currentUser for session ss, read once per request and session: the
