@@ -78,16 +78,18 @@ type eventDoc struct {
 }
 
 // CreateConversation stores a new conversation, with its conversation.created event
-// (published after the insert, outbox.go), and lists it in its project's list and, when it has
-// a user, in the user's (userConversationList): the user's place is reserved while the
-// conversation is inserted, and both lists name it once the insert has landed.
+// (published after the insert, outbox.go), and lists it in its project's list, its visitor's
+// (visitorConversationList) and, when it has a user, in the user's (userConversationList):
+// their places are reserved while the conversation is inserted, and the lists name it once the
+// insert has landed.
 func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) error {
 	none := 0
 	evs := []changeDoc{conversationChange(known.ConversationCreated, c, map[string]any{"conversation": conversationSnapshot(c)}, c.CreatedAt)}
 	var ul list
 	pl := s.conversationList(c.ProjectID)
-	var pos, ppos int64
-	var inserted, reserved, preserved error
+	vl := s.visitorConversationList(c.ProjectID, c.VisitorID)
+	var pos, ppos, vpos int64
+	var inserted, reserved, preserved, vreserved error
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		_, inserted = s.conversations.InsertOne(ctx, conversationDoc{
@@ -99,6 +101,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	// Its places in the lists are reserved meanwhile: a place whose item never lands stays
 	// empty, which readers skip.
 	wg.Go(func() { ppos, preserved = pl.reserve(ctx) })
+	wg.Go(func() { vpos, vreserved = vl.reserve(ctx) })
 	if c.UserID != nil {
 		ul = s.userConversationList(c.ProjectID, *c.UserID)
 		wg.Go(func() { pos, reserved = ul.reserve(ctx) })
@@ -110,14 +113,18 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	s.publish(ctx, s.conversations, string(c.ID), evs)
 	// Listed after the insert, so that the lists never name a conversation that is not
 	// there. Should this fail, the conversation exists but is missing from the project's
-	// unfiltered list (ProjectConversations) or its user's (UserConversationIDs) until the
-	// repairer lists it; the error says the call did not complete.
-	var named, pnamed error
+	// unfiltered list (ProjectConversations), its visitor's (VisitorConversations) or its
+	// user's (UserConversationIDs) until the repairer lists it; the error says the call did not
+	// complete.
+	var named, pnamed, vnamed error
 	if c.UserID != nil && reserved == nil {
 		wg.Go(func() { named = ul.set(ctx, pos, string(c.ID)) })
 	}
 	if preserved == nil {
 		wg.Go(func() { pnamed = pl.set(ctx, ppos, string(c.ID)) })
+	}
+	if vreserved == nil {
+		wg.Go(func() { vnamed = vl.set(ctx, vpos, string(c.ID)) })
 	}
 	wg.Wait()
 	// A list that did not name the conversation is repaired in the background (listrepair.go):
@@ -129,7 +136,10 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 	if preserved != nil || pnamed != nil {
 		s.unlisted(ctx, pl, s.conversations, ppos, string(c.ID))
 	}
-	return cmp.Or(preserved, pnamed, reserved, named)
+	if vreserved != nil || vnamed != nil {
+		s.unlisted(ctx, vl, s.conversations, vpos, string(c.ID))
+	}
+	return cmp.Or(preserved, pnamed, vreserved, vnamed, reserved, named)
 }
 
 // userConversationList is user u's list of its conversations, in the order they started or
@@ -137,6 +147,14 @@ func (s *Store) CreateConversation(ctx context.Context, c *known.Conversation) e
 // with them.
 func (s *Store) userConversationList(p known.ProjectID, u known.UserID) list {
 	return s.projectList(p, listUserConversations+string(u))
+}
+
+// visitorConversationList is visitor v's list of its conversations, in the order they started
+// (lists.go): one of its project's lists, so that DeleteProject deletes it with them. A
+// conversation keeps its visitor for life (a merge moves its user, not its visitor), so the
+// list needs nothing on merges.
+func (s *Store) visitorConversationList(p known.ProjectID, v known.VisitorID) list {
+	return s.projectList(p, listVisitorConversations+string(v))
 }
 
 // conversationList is project p's list of its conversations, in the order they started

@@ -304,14 +304,15 @@ func TestRepairListsCostNothingOnSuccess(t *testing.T) {
 	run("UpsertCompany", "find identity_keys {_id}; findAndModify companies {_id}; findAndModify lists {_id}; findAndModify lists {_id}; insert identity_keys", func() error { _, err := st.UpsertCompany(ctx, "p", "ok", store.CompanyUpdate{}, now); return err })
 	c := &known.Conversation{ID: known.ConversationID(store.NewID()), ProjectID: "p", UserID: &u.ID, VisitorID: "v", Status: "OPEN",
 		CreatedAt: now, UpdatedAt: now}
-	run("CreateConversation", "findAndModify lists {_id}; findAndModify lists {_id}; findAndModify lists {_id}; findAndModify lists {_id}; insert conversations", func() error { return st.CreateConversation(ctx, c) })
+	run("CreateConversation", "findAndModify lists {_id}; findAndModify lists {_id}; findAndModify lists {_id}; findAndModify lists {_id}; findAndModify lists {_id}; findAndModify lists {_id}; insert conversations", func() error { return st.CreateConversation(ctx, c) })
 	m := &known.Message{ID: known.MessageID(store.NewID()), ProjectID: "p", ConversationID: c.ID, Body: "hi", Author: "USER", CreatedAt: now}
 	run("AddMessage", "find conversations {_id}; findAndModify conversations {_id}; findAndModify lists {_id}; findAndModify lists {_id}; insert messages", func() error { return st.AddMessage(ctx, c, m) })
 }
 
 // A message whose conversation's list could not be appended to (its head unwritable: no place
 // reserved), an event whose user's list could not name it, and a conversation that its
-// user's list could not name show in their lists after a repair.
+// user's list could not name, and its visitor's list not append to, show in their lists after
+// a repair.
 func TestRepairListsMessagesEventsUserConversations(t *testing.T) {
 	db, raw := rawDatabase(t)
 	ctx := context.Background()
@@ -320,7 +321,8 @@ func TestRepairListsMessagesEventsUserConversations(t *testing.T) {
 	u := known.UserID(store.NewID())
 	c := &known.Conversation{ID: known.ConversationID(store.NewID()), ProjectID: "p", UserID: &u, VisitorID: "v", Status: "OPEN",
 		CreatedAt: now, UpdatedAt: now}
-	broken := []string{"p|messages|" + string(c.ID) + "|h", "p|events|" + string(u) + "|0", "p|userConversations|" + string(u) + "|0"}
+	broken := []string{"p|messages|" + string(c.ID) + "|h", "p|events|" + string(u) + "|0", "p|userConversations|" + string(u) + "|0",
+		"p|visitorConversations|v|h"}
 	for _, b := range broken {
 		breakList(t, raw, b)
 	}
@@ -351,6 +353,10 @@ func TestRepairListsMessagesEventsUserConversations(t *testing.T) {
 	cs, err := st.UserConversationIDs(ctx, "p", []known.UserID{u})
 	if err != nil || !slices.Equal(cs[u], []known.ConversationID{c.ID}) {
 		t.Errorf("UserConversationIDs after the repair: %v (%v), want [%s]", cs[u], err, c.ID)
+	}
+	vs, _, _, err := st.VisitorConversations(ctx, "p", "v", known.Page{First: 10})
+	if err != nil || len(vs) != 1 || vs[0].ID != c.ID {
+		t.Errorf("VisitorConversations after the repair: %v (%v), want [%s]", vs, err, c.ID)
 	}
 	if n := repairsLeft(t, raw); n != 0 {
 		t.Fatalf("%d repair documents left, want 0", n)

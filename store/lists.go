@@ -317,6 +317,9 @@ const (
 	// listUserConversations begins the name of a user's list of its conversations
 	// (userConversationList).
 	listUserConversations = "userConversations|"
+	// listVisitorConversations begins the name of a visitor's list of its conversations
+	// (visitorConversationList).
+	listVisitorConversations = "visitorConversations|"
 )
 
 // projectList is project p's list of the documents of collection name (one of the list…

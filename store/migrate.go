@@ -35,6 +35,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		{pendingListedID, "listing pending webhook deliveries", s.migratePendingDeliveries},
 		{eventsListedID, "listing users' events", s.migrateEventLists},
 		{userConversationsListedID, "listing users' conversations", s.migrateUserConversationLists},
+		{visitorConversationsListedID, "listing visitors' conversations", s.migrateVisitorConversationLists},
 		{"outboxFieldsTrimmed", "trimming emptied outbox fields", s.migrateEmptiedOutbox},
 	} {
 		if err := s.once(ctx, step.done, step.run); err != nil {
@@ -230,21 +231,17 @@ func (s *Store) migrateProjectList(ctx context.Context, name string, projects []
 // its head last (list.write). One read of the heads by _id, one query of coll for every owner
 // still to do.
 func (s *Store) listMissing(ctx context.Context, owners []string, listOf func(owner string) list, coll *mongo.Collection, field string) error {
-	heads := make([]string, len(owners))
+	ls := make([]list, len(owners))
 	for i, o := range owners {
-		heads[i] = listOf(o).headID()
+		ls[i] = listOf(o)
 	}
-	var have []listHead
-	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
+	listed, err := s.headed(ctx, ls)
+	if err != nil {
 		return err
-	}
-	listed := map[string]bool{}
-	for _, h := range have {
-		listed[h.ID] = true
 	}
 	var todo []string
 	for i, o := range owners {
-		if !listed[heads[i]] {
+		if !listed[ls[i].key] {
 			todo = append(todo, o)
 		}
 	}
@@ -274,6 +271,26 @@ func (s *Store) listMissing(ctx context.Context, owners []string, listOf func(ow
 		}
 	}
 	return nil
+}
+
+// headed returns the keys of the lists of ls that have a head (a list written whole has one):
+// one read of their heads by _id.
+func (s *Store) headed(ctx context.Context, ls []list) (map[string]bool, error) {
+	heads := make([]string, len(ls))
+	key := make(map[string]string, len(ls))
+	for i, l := range ls {
+		heads[i] = l.headID()
+		key[heads[i]] = l.key
+	}
+	var have []listHead
+	if err := s.byIDs(ctx, s.lists(), heads, &have); err != nil {
+		return nil, err
+	}
+	listed := make(map[string]bool, len(have))
+	for _, h := range have {
+		listed[key[h.ID]] = true
+	}
+	return listed, nil
 }
 
 // messagesListedID is the _id of the meta document that says every conversation's messages
@@ -354,6 +371,56 @@ func (s *Store) listUsers(ctx context.Context, listOf func(known.ProjectID, know
 		project[u.ID], owners[i] = known.ProjectID(u.ProjectID), u.ID
 	}
 	return s.listMissing(ctx, owners, func(u string) list { return listOf(project[u], known.UserID(u)) }, coll, "userId")
+}
+
+// visitorConversationsListedID is the _id of the meta document that says every visitor's
+// conversations are listed (migrateVisitorConversationLists).
+const visitorConversationsListedID = "visitorConversationsListed"
+
+// migrateVisitorConversationLists gives each visitor that has no list of its conversations yet
+// (versions before it kept none) that list: its conversations in the order of their ids, the
+// order they started in. Visitors have no documents of their own, so one query reads every
+// conversation's id, project and visitor, in the order of their ids; then the heads by _id;
+// then each list still to do is written whole, head last (list.write), as listUsers writes a
+// user's: a start interrupted half way writes the lists without a head again from scratch, at
+// the same places, and a list with a head is done. A visitor's conversation started since has
+// its place in its list, so the step runs once (migrate). A conversation keeps its visitor for
+// life, so the project of a visitor's list is its conversations' own.
+func (s *Store) migrateVisitorConversationLists(ctx context.Context) error {
+	cur, err := s.conversations.Find(ctx, bson.M{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).
+		SetProjection(bson.M{"_id": 1, "projectId": 1, "visitorId": 1}).SetBatchSize(bigBatch))
+	if err != nil {
+		return err
+	}
+	var convs []struct {
+		ID        string `bson:"_id"`
+		ProjectID string `bson:"projectId"`
+		VisitorID string `bson:"visitorId"`
+	}
+	if err := cur.All(ctx, &convs); err != nil {
+		return err
+	}
+	var ls []list
+	ids := map[string][]string{}
+	for _, c := range convs {
+		l := s.visitorConversationList(known.ProjectID(c.ProjectID), known.VisitorID(c.VisitorID))
+		if _, seen := ids[l.key]; !seen {
+			ls = append(ls, l)
+		}
+		ids[l.key] = append(ids[l.key], c.ID)
+	}
+	listed, err := s.headed(ctx, ls)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls {
+		if !listed[l.key] {
+			if err := l.write(ctx, ids[l.key]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // migrateIdentities gives every user written before identities had provenance its list of

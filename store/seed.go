@@ -111,16 +111,30 @@ func (s *Store) SeedBulk(ctx context.Context, seed Seed) error {
 		u known.UserID
 	}
 	byUser := map[owner][]string{}
+	// And each visitor's in its list of them (visitorConversationList), the same way.
+	type visitor struct {
+		p known.ProjectID
+		v known.VisitorID
+	}
+	byVisitor := map[visitor][]string{}
 	for _, c := range seed.Conversations {
 		add(listConversations, c.ProjectID, string(c.ID))
 		if c.UserID != nil {
 			o := owner{c.ProjectID, *c.UserID}
 			byUser[o] = append(byUser[o], string(c.ID))
 		}
+		v := visitor{c.ProjectID, c.VisitorID}
+		byVisitor[v] = append(byVisitor[v], string(c.ID))
 	}
 	for o, ids := range byUser {
 		slices.Sort(ids)
 		for _, d := range s.userConversationList(o.p, o.u).docs(ids) {
+			msgLists = append(msgLists, d)
+		}
+	}
+	for v, ids := range byVisitor {
+		slices.Sort(ids)
+		for _, d := range s.visitorConversationList(v.p, v.v).docs(ids) {
 			msgLists = append(msgLists, d)
 		}
 	}
