@@ -37,6 +37,9 @@ const (
 	// userConversationList is a user's list of its conversations, which both User.conversations
 	// and the conversations filtered by user alone page.
 	userConversationList keptList = "userConversations"
+	// visitorConversationList is a visitor's list of its conversations, which a widget
+	// session's conversations page (or its user's list, userConversationList, once verified).
+	visitorConversationList keptList = "visitorConversations"
 )
 
 // encodeCursor makes the opaque cursor of a list item from its document id.
@@ -94,28 +97,36 @@ func pageArgs(first *int, after *string) (known.Page, error) {
 // after is a cursor by document id (made before the store kept the list), which the caller may
 // serve by the query it replaced. A place in another list is BAD_USER_INPUT.
 func positionPageArgs(l keptList, first *int, after *string) (page known.Page, byPosition bool, err error) {
+	page, of, err := keptPageArgs(first, after, l)
+	return page, err == nil && (page.After == "" || of != ""), err
+}
+
+// keptPageArgs is positionPageArgs for a field that pages one of lists ls, whichever its
+// service picks: of is the list after is a place in, "" when after is empty or a cursor by
+// document id (page.After tells which). A place in a list not of ls is BAD_USER_INPUT.
+func keptPageArgs(first *int, after *string, ls ...keptList) (page known.Page, of keptList, err error) {
 	page, _ = pageArgs(first, nil) // without a cursor it cannot fail
 	if after == nil || *after == "" {
-		return page, true, nil
+		return page, "", nil
 	}
 	prefix, v, ok := decodeCursor(*after)
 	switch {
 	case !ok:
-		return page, false, badCursor()
+		return page, "", badCursor()
 	case prefix == cursorPrefix:
 		page.After = v
-		return page, false, nil
-	case prefix == positionPrefix && l == conversationList:
+		return page, "", nil
+	case prefix == positionPrefix && slices.Contains(ls, conversationList):
 		page.After = v
-		return page, true, nil
+		return page, conversationList, nil
 	case prefix == listPrefix:
 		name, pos, found := strings.Cut(v, ":")
-		if found && keptList(name) == l && pos != "" && l != conversationList {
+		if l := keptList(name); found && pos != "" && l != conversationList && slices.Contains(ls, l) {
 			page.After = pos
-			return page, true, nil
+			return page, l, nil
 		}
 	}
-	return page, false, badCursor()
+	return page, "", badCursor()
 }
 
 // idPage is the page info of a page of nodes listed by document id; it encodes a cursor only

@@ -136,15 +136,7 @@ func (r *widgetSessionResolver) UserID(ctx context.Context, obj *known.Session) 
 
 // Conversations is the resolver for the conversations field.
 func (r *widgetSessionResolver) Conversations(ctx context.Context, obj *known.Session, first *int, after *string) (*model.ConversationConnection, error) {
-	page, err := pageArgs(first, after)
-	if err != nil {
-		return nil, err
-	}
-	cs, more, err := r.Service.SessionConversations(ctx, obj, page)
-	if err != nil {
-		return nil, err
-	}
-	return conversationConnection(cs, more), nil
+	return r.sessionConversations(ctx, obj, first, after)
 }
 
 // WidgetSession returns graph.WidgetSessionResolver implementation.

@@ -843,7 +843,7 @@ func (r *propRun) check() (int, string) {
 	// 1. What each browser reads, through the session query's conversations.
 	for ai, a := range r.actors {
 		for bi, ss := range a.browsers {
-			cs, _, err := r.e.svc.SessionConversations(widgetCtx(ss.Token), ss, known.Page{First: 100})
+			cs, _, _, _, err := r.e.svc.SessionConversations(widgetCtx(ss.Token), ss, known.Page{First: 100}, service.SessionByID)
 			if err != nil {
 				if v := propBadError(err); v != "" {
 					return 0, fmt.Sprintf("%s#%d's conversations: %s", propertyNames[ai], bi, v)

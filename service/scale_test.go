@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -152,6 +153,14 @@ func TestWidgetOperationsReadNoWholeCollection(t *testing.T) {
 		}},
 		{"SendMessage", func() error {
 			_, err := e.svc.SendMessage(ctx, nil, conversation, "are you there?")
+			return err
+		}},
+		// session { conversations }, as the widget asks each time a visitor opens it.
+		{"SessionConversations", func() error {
+			cs, _, _, _, err := e.svc.SessionConversations(ctx, ss, known.Page{First: 20}, service.SessionByID)
+			if err == nil && (len(cs) != 1 || cs[0].ID != conversation) {
+				err = fmt.Errorf("the session's conversations are %d, want the one it started", len(cs))
+			}
 			return err
 		}},
 	}

@@ -133,7 +133,7 @@ func verify(t *testing.T, e *env, id known.UserID) {
 // sessionConversations lists the conversations a widget token's session may read.
 func sessionConversations(t *testing.T, e *env, token string) []known.ConversationID {
 	t.Helper()
-	cs, _, err := e.svc.SessionConversations(widgetCtx(token), sessionOf(t, e, token), known.Page{First: 100})
+	cs, _, _, _, err := e.svc.SessionConversations(widgetCtx(token), sessionOf(t, e, token), known.Page{First: 100}, service.SessionByID)
 	if err != nil {
 		t.Fatal(err)
 	}

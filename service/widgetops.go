@@ -298,23 +298,61 @@ func (s *Service) SendMessage(ctx context.Context, appID *string, conversation k
 	return s.addMessage(ctx, c, body, known.AuthorVisitor, wc.session.Verified(), wc.now)
 }
 
-// SessionConversations lists the conversations a widget session may read, newest first. A
-// session that is not verified reads nothing once its user is verified (VERIFICATION_REQUIRED):
-// agents may have written to that user since.
-func (s *Service) SessionConversations(ctx context.Context, ss *known.Session, page known.Page) ([]*known.Conversation, bool, error) {
+// SessionList names the list a page of a widget session's conversations comes from: the list
+// its cursors are places in.
+type SessionList int
+
+const (
+	// SessionByID is the query by visitor or by user in the order of ids, which serves the
+	// cursors by id of earlier versions.
+	SessionByID SessionList = iota
+	// SessionVisitorList is the session's visitor's list of its conversations.
+	SessionVisitorList
+	// SessionUserList is the session's user's list of its conversations, which a verified
+	// session reads while its user holds a proven identity.
+	SessionUserList
+)
+
+// SessionConversations lists the conversations a widget session may read, newest first, each
+// with the page.After that continues after it, from list: its visitor's list of them or, for a
+// verified session while its user still holds a proven identity, its user's (any browser's), so
+// that a page costs what its conversations cost however many the project holds. from is the
+// list page.After is a place in (SessionByID for a cursor by id of an earlier version, which
+// continues by the query it came from, and gives no after); a place in the other list (the
+// user lost or gained its proof between pages) is BAD_USER_INPUT on after, since a place means
+// nothing in another list. A session that is not verified reads nothing once its user is
+// verified (VERIFICATION_REQUIRED): agents may have written to that user since.
+func (s *Service) SessionConversations(ctx context.Context, ss *known.Session, page known.Page, from SessionList) (cs []*known.Conversation, after []string, list SessionList, more bool, err error) {
 	if err := checkPage(page); err != nil {
-		return nil, false, err
+		return nil, nil, 0, false, err
 	}
 	u, err := s.sessionUser(ctx, &widgetCall{session: ss}, false)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, 0, false, err
 	}
-	f := store.ConversationFilter{VisitorID: &ss.VisitorID}
-	if ss.Verified() && ss.UserID != nil && u != nil && u.ID == *ss.UserID && u.Verified {
-		// All of the user's only while the user still holds a proven identity.
-		f = store.ConversationFilter{UserID: ss.UserID}
+	// All of the user's only while the user still holds a proven identity.
+	byUser := ss.Verified() && ss.UserID != nil && u != nil && u.ID == *ss.UserID && u.Verified
+	if page.After != "" && from == SessionByID {
+		f := store.ConversationFilter{VisitorID: &ss.VisitorID}
+		if byUser {
+			f = store.ConversationFilter{UserID: ss.UserID}
+		}
+		cs, more, err := s.store.Conversations(ctx, ss.ProjectID, f, page)
+		return cs, nil, SessionByID, more, err
 	}
-	return s.store.Conversations(ctx, ss.ProjectID, f, page)
+	list = SessionVisitorList
+	if byUser {
+		list = SessionUserList
+	}
+	if page.After != "" && from != list {
+		return nil, nil, 0, false, known.FieldErrorf([]string{"after"}, known.BadUserInput, "after is not a cursor of this list")
+	}
+	if byUser {
+		cs, after, more, err = s.store.UserConversations(ctx, ss.ProjectID, *ss.UserID, page)
+	} else {
+		cs, after, more, err = s.store.VisitorConversations(ctx, ss.ProjectID, ss.VisitorID, page)
+	}
+	return cs, after, list, more, err
 }
 
 // mayActFor refuses (VERIFICATION_REQUIRED) a session that is not verified whose visitor
