@@ -123,6 +123,16 @@ func TestWidgetOperationsReadNoWholeCollection(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := widgetCtx(ss.Token)
+	// And a verified session, whose conversations come from its user's list. The seeded u4 only
+	// claimed its id, so the proof makes a user of its own, which starts one conversation.
+	proven, err := e.svc.Identify(widgetCtx(""), service.IdentifyInput{AppID: e.appID(), UserID: str("u4"),
+		UserHash: str(hashOf(e.project.IdentitySecret, "u4"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.StartConversation(widgetCtx(proven.Token), nil, "from the verified session"); err != nil {
+		t.Fatal(err)
+	}
 	var conversation known.ConversationID
 	ops := []struct {
 		name string
@@ -160,6 +170,13 @@ func TestWidgetOperationsReadNoWholeCollection(t *testing.T) {
 			cs, _, _, _, err := e.svc.SessionConversations(ctx, ss, known.Page{First: 20}, service.SessionByID)
 			if err == nil && (len(cs) != 1 || cs[0].ID != conversation) {
 				err = fmt.Errorf("the session's conversations are %d, want the one it started", len(cs))
+			}
+			return err
+		}},
+		{"SessionConversationsVerified", func() error {
+			cs, _, list, _, err := e.svc.SessionConversations(widgetCtx(proven.Token), proven, known.Page{First: 20}, service.SessionByID)
+			if err == nil && (len(cs) != 1 || list != service.SessionUserList) {
+				err = fmt.Errorf("the verified session's conversations are %d from list %v, want the one it started from its user's list", len(cs), list)
 			}
 			return err
 		}},
