@@ -76,12 +76,6 @@ func (s *Service) ProjectConversations(ctx context.Context, page known.Page) (cs
 	return s.store.ProjectConversations(ctx, p, page)
 }
 
-// UserConversations lists a user's conversations by a query of the collection, newest first
-// by id: for cursors by id of earlier versions (ListedUserConversations reads the user's list).
-func (s *Service) UserConversations(ctx context.Context, u *known.User, page known.Page) ([]*known.Conversation, bool, error) {
-	return s.Conversations(ctx, ConversationFilter{UserID: &u.ID}, page)
-}
-
 // ListedUserConversations lists user u's conversations from its list of them, each with the
 // page.After that continues after it: a page costs what its conversations cost, however many
 // the user or the project holds. A page.After that is not such a value is BAD_USER_INPUT

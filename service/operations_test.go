@@ -213,7 +213,7 @@ func TestExportUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		u := readUser(t, e, *ss.UserID)
-		cs, _, err := e.svc.UserConversations(e.ctx, u, known.Page{First: 10})
+		cs, _, _, err := e.svc.ListedUserConversations(e.ctx, u.ID, known.Page{First: 10})
 		if err != nil || len(cs) != 1 {
 			t.Fatalf("conversations: %d, %v", len(cs), err)
 		}

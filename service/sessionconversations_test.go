@@ -1,15 +1,12 @@
 package service_test
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/knownhq/known"
 	"github.com/knownhq/known/service"
-	"github.com/knownhq/known/store"
 )
 
 // sessionPages pages a widget session's conversations by pages of first, following each page's
@@ -96,14 +93,7 @@ func TestSessionConversationsFromLists(t *testing.T) {
 		t.Errorf("after an id cursor: %v, afters %v, list %v, more %v, %v; want %v by the query", mapIDs(cs), after, list, more, err, both[2:4])
 	}
 
-	u := readUser(t, e, *d1.UserID)
-	ids := slices.Clone(u.Identities)
-	for i := range ids {
-		ids[i].Proven, ids[i].Method = false, nil
-	}
-	if _, err := e.store.UpdateUser(context.Background(), u.ID, store.UserUpdate{Identities: &ids, UpdatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	unprove(t, e, *d1.UserID)
 	if got, list := sessionPages(t, e, d1.Token, 2); !slices.Equal(got, own) || list != service.SessionVisitorList {
 		t.Errorf("browser 1 once the proof is gone pages %v from list %v, want its own %v from its visitor's", got, list, own)
 	}

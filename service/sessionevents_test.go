@@ -2,7 +2,6 @@ package service_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/knownhq/known/clocktest"
 	"github.com/knownhq/known/events"
 	"github.com/knownhq/known/service"
-	"github.com/knownhq/known/store"
 )
 
 // TestIdleSessionEventsEndWithTheSession: a widget's sessionEvents stream on which no event
@@ -133,14 +131,7 @@ func TestSessionEventsThroughTheUserNeedItsProof(t *testing.T) {
 		}
 	}
 
-	u := readUser(t, e, *d1.UserID)
-	ids := slices.Clone(u.Identities)
-	for i := range ids {
-		ids[i].Proven, ids[i].Method = false, nil
-	}
-	if _, err := e.store.UpdateUser(context.Background(), u.ID, store.UserUpdate{Identities: &ids, UpdatedAt: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	unprove(t, e, *d1.UserID)
 	if _, err := e.svc.SendMessage(widgetCtx(d1.Token), nil, c1.ID, "after the proof is gone"); err != nil {
 		t.Fatal(err)
 	}

@@ -331,7 +331,7 @@ func (s *Service) SessionConversations(ctx context.Context, ss *known.Session, p
 		return nil, nil, 0, false, err
 	}
 	// All of the user's only while the user still holds a proven identity.
-	byUser := ss.Verified() && ss.UserID != nil && u != nil && u.ID == *ss.UserID && u.Verified
+	byUser := ss.Verified() && stillProven(ss, u)
 	if page.After != "" && from == SessionByID {
 		f := store.ConversationFilter{VisitorID: &ss.VisitorID}
 		if byUser {
